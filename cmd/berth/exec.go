@@ -1,0 +1,87 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/berth-dev/berth/internal/agentapi"
+	"github.com/berth-dev/berth/internal/sandbox"
+)
+
+// Exit codes of `berth exec` besides the command's own, as `docker exec`
+// and `timeout(1)` use them.
+const (
+	exitExecFailed = 125 // berth could not run the command
+	exitTimedOut   = 124 // --timeout expired; the command was killed
+)
+
+func (a *app) execCmd() *cobra.Command {
+	var (
+		timeout time.Duration
+		cwd     string
+		env     []string
+	)
+	cmd := &cobra.Command{
+		Use:   "exec [--timeout D] [--cwd DIR] [-e K=V]... ID -- CMD [ARG...]",
+		Short: "Run a command in a sandbox, streaming its output; exits with its exit code",
+		Args:  cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fail := func(err error) error { return codeError{exitExecFailed, err} }
+			if cmd.ArgsLenAtDash() != 1 {
+				return fail(errors.New("usage: berth exec [flags] ID -- CMD [ARG...]"))
+			}
+			if timeout < 0 {
+				return fail(fmt.Errorf("invalid --timeout %s: must not be negative", timeout))
+			}
+			req := agentapi.ExecRequest{Argv: args[1:], Cwd: cwd, TimeoutMS: timeout.Milliseconds(), Env: map[string]string{}}
+			if err := parseKV(env, "-e", req.Env); err != nil {
+				return fail(err)
+			}
+			rt, err := a.runtime(cmd.Context())
+			if err != nil {
+				return fail(err)
+			}
+			sb, err := rt.Get(cmd.Context(), args[0])
+			if err != nil {
+				return fail(err)
+			}
+			if sb.Status != sandbox.StatusRunning {
+				return fail(fmt.Errorf("%w: sandbox %s is %s (%s); `berth resume %s` first", sandbox.ErrNotRunning, sb.ID, sb.Status, sb.State, sb.ID))
+			}
+			agent := agentapi.New(sb.AgentURL, sb.Key, rt.HTTPClient())
+			exit, err := agent.Exec(cmd.Context(), req, func(ev agentapi.ExecEvent) error {
+				var werr error
+				switch ev.Type {
+				case agentapi.EventStdout:
+					_, werr = os.Stdout.Write(ev.Data)
+				case agentapi.EventStderr:
+					_, werr = os.Stderr.Write(ev.Data)
+				}
+				return werr
+			})
+			if err != nil {
+				return fail(fmt.Errorf("exec in sandbox %s: %w", sb.ID, err))
+			}
+			if exit.DroppedBytes > 0 {
+				fmt.Fprintf(a.stderr, "berth: output truncated: %d bytes dropped\n", exit.DroppedBytes)
+			}
+			if exit.TimedOut {
+				fmt.Fprintf(a.stderr, "berth: command timed out after %s and was killed\n", timeout)
+				return exitError{exitTimedOut}
+			}
+			if exit.ExitCode != 0 {
+				return exitError{exit.ExitCode}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.DurationVar(&timeout, "timeout", 0, "kill the command after this long and exit 124 (0 = no limit)")
+	f.StringVar(&cwd, "cwd", "", "working directory (absolute, or relative to /workspace)")
+	f.StringArrayVarP(&env, "env", "e", nil, "environment variable KEY=VALUE (repeatable)")
+	return cmd
+}

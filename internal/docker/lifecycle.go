@@ -1,0 +1,327 @@
+package docker
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+
+	"github.com/berth-dev/berth/internal/agentapi"
+	"github.com/berth-dev/berth/internal/sandbox"
+)
+
+// Get returns the sandbox ref names.
+func (r *Runtime) Get(ctx context.Context, ref string) (sandbox.Sandbox, error) {
+	cid, err := r.resolve(ctx, ref)
+	if err != nil {
+		return sandbox.Sandbox{}, err
+	}
+	sb, err := r.inspect(ctx, cid)
+	if err != nil {
+		return sandbox.Sandbox{}, fmt.Errorf("get sandbox %s: %w", ref, err)
+	}
+	return sb, nil
+}
+
+// List returns the sandboxes that match opts, newest first.
+func (r *Runtime) List(ctx context.Context, opts sandbox.ListOptions) ([]sandbox.Sandbox, error) {
+	f := make(client.Filters).Add("label", sandbox.LabelID)
+	if opts.Owner != "" {
+		f.Add("label", sandbox.LabelOwner+"="+opts.Owner)
+	}
+	for k, v := range opts.Label {
+		f.Add("label", k+"="+v)
+	}
+	res, err := r.engine.ContainerList(ctx, client.ContainerListOptions{All: opts.All, Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("list sandboxes: %w", translate(err))
+	}
+	out := make([]sandbox.Sandbox, 0, len(res.Items))
+	for _, c := range res.Items {
+		out = append(out, r.fromSummary(c))
+	}
+	slices.SortFunc(out, func(a, b sandbox.Sandbox) int { return b.CreatedAt.Compare(a.CreatedAt) })
+	return out, nil
+}
+
+// Pause freezes every process of the sandbox; memory stays allocated.
+func (r *Runtime) Pause(ctx context.Context, ref string) (sandbox.Sandbox, error) {
+	cid, err := r.resolve(ctx, ref)
+	if err != nil {
+		return sandbox.Sandbox{}, err
+	}
+	if _, err := r.engine.ContainerPause(ctx, cid, client.ContainerPauseOptions{}); err != nil {
+		return sandbox.Sandbox{}, fmt.Errorf("pause sandbox %s: %w", ref, translate(err))
+	}
+	return r.inspect(ctx, cid)
+}
+
+// Stop stops the sandbox's container (SIGTERM, then SIGKILL after the stop
+// timeout); its memory is freed, its files kept. Resume starts it again.
+func (r *Runtime) Stop(ctx context.Context, ref string) (sandbox.Sandbox, error) {
+	cid, err := r.resolve(ctx, ref)
+	if err != nil {
+		return sandbox.Sandbox{}, err
+	}
+	sb, err := r.inspect(ctx, cid)
+	if err != nil {
+		return sandbox.Sandbox{}, fmt.Errorf("stop sandbox %s: %w", ref, err)
+	}
+	if sb.State == string(container.StatePaused) {
+		// A frozen container cannot take the stop signal: thaw it first.
+		if _, err := r.engine.ContainerUnpause(ctx, cid, client.ContainerUnpauseOptions{}); err != nil {
+			return sandbox.Sandbox{}, fmt.Errorf("stop sandbox %s: unpause: %w", ref, translate(err))
+		}
+	}
+	timeout := int(r.opts.StopTimeout / time.Second)
+	if _, err := r.engine.ContainerStop(ctx, cid, client.ContainerStopOptions{Timeout: &timeout}); err != nil {
+		return sandbox.Sandbox{}, fmt.Errorf("stop sandbox %s: %w", ref, translate(err))
+	}
+	return r.inspect(ctx, cid)
+}
+
+// Resume thaws a paused sandbox or starts a stopped one, and returns once its
+// agent answers again.
+func (r *Runtime) Resume(ctx context.Context, ref string) (sandbox.Sandbox, error) {
+	cid, err := r.resolve(ctx, ref)
+	if err != nil {
+		return sandbox.Sandbox{}, err
+	}
+	sb, err := r.inspect(ctx, cid)
+	if err != nil {
+		return sandbox.Sandbox{}, fmt.Errorf("resume sandbox %s: %w", ref, err)
+	}
+	switch container.ContainerState(sb.State) {
+	case container.StatePaused:
+		_, err = r.engine.ContainerUnpause(ctx, cid, client.ContainerUnpauseOptions{})
+	case container.StateExited, container.StateCreated:
+		_, err = r.engine.ContainerStart(ctx, cid, client.ContainerStartOptions{})
+	case container.StateRunning:
+	default:
+		return sandbox.Sandbox{}, fmt.Errorf("%w: resume sandbox %s: container is %s", sandbox.ErrConflict, ref, sb.State)
+	}
+	if err != nil {
+		return sandbox.Sandbox{}, fmt.Errorf("resume sandbox %s: %w", ref, translate(err))
+	}
+	timeout := defaultTimeout
+	if err := r.waitReady(ctx, sb.ID, cid, sb.AgentURL, sb.Key, timeout, false); err != nil {
+		return sandbox.Sandbox{}, fmt.Errorf("resume sandbox %s: %w", ref, err)
+	}
+	return r.inspect(ctx, cid)
+}
+
+// Remove force-removes the sandbox's container and anonymous volumes and
+// releases its ports. A sandbox that is already gone is not an error.
+func (r *Runtime) Remove(ctx context.Context, ref string) error {
+	cid, err := r.resolve(ctx, ref)
+	if cerrdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	id := ""
+	if sb, err := r.inspect(ctx, cid); err == nil {
+		id = sb.ID
+	}
+	_, err = r.engine.ContainerRemove(ctx, cid, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("remove sandbox %s: %w", ref, translate(err))
+	}
+	if id != "" {
+		if err := r.opts.Ports.ReleaseOwner(id); err != nil {
+			return fmt.Errorf("remove sandbox %s: release ports: %w", ref, err)
+		}
+	}
+	return nil
+}
+
+// Logs streams the container's stdout and stderr, demultiplexed.
+func (r *Runtime) Logs(ctx context.Context, ref string, opts sandbox.LogOptions) (io.ReadCloser, error) {
+	cid, err := r.resolve(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	tail := opts.Tail
+	if tail == "" {
+		tail = "all"
+	}
+	rc, err := r.engine.ContainerLogs(ctx, cid, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Follow: opts.Follow, Tail: tail})
+	if err != nil {
+		return nil, fmt.Errorf("logs of sandbox %s: %w", ref, translate(err))
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := stdcopy.StdCopy(pw, pw, rc)
+		rc.Close()
+		pw.CloseWithError(err)
+	}()
+	return readCloser{pr, rc}, nil
+}
+
+type readCloser struct {
+	io.Reader
+	src io.Closer
+}
+
+func (rc readCloser) Close() error { return rc.src.Close() }
+
+// resolve turns a reference (id, unique id prefix, or name) into a
+// container id. The error wraps sandbox.ErrNotFound or ErrAmbiguous.
+func (r *Runtime) resolve(ctx context.Context, ref string) (string, error) {
+	if ref == "" {
+		return "", fmt.Errorf("%w: empty sandbox reference", sandbox.ErrNotFound)
+	}
+	res, err := r.engine.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", sandbox.LabelID)})
+	if err != nil {
+		return "", fmt.Errorf("find sandbox %s: %w", ref, translate(err))
+	}
+	var byPrefix []container.Summary
+	for _, c := range res.Items {
+		id := c.Labels[sandbox.LabelID]
+		if id == ref || c.Labels[sandbox.LabelName] == ref {
+			return c.ID, nil
+		}
+		if strings.HasPrefix(id, ref) {
+			byPrefix = append(byPrefix, c)
+		}
+	}
+	switch len(byPrefix) {
+	case 0:
+		return "", notFound(ref)
+	case 1:
+		return byPrefix[0].ID, nil
+	default:
+		ids := make([]string, len(byPrefix))
+		for i, c := range byPrefix {
+			ids[i] = c.Labels[sandbox.LabelID]
+		}
+		return "", fmt.Errorf("%w: %q matches sandboxes %s", sandbox.ErrAmbiguous, ref, strings.Join(ids, ", "))
+	}
+}
+
+// notFoundErr is sandbox.ErrNotFound that errdefs also recognises.
+type notFoundErr struct{ ref string }
+
+func (e notFoundErr) Error() string { return fmt.Sprintf("%v: %q", sandbox.ErrNotFound, e.ref) }
+func (e notFoundErr) Is(target error) bool {
+	return target == sandbox.ErrNotFound || target == cerrdefs.ErrNotFound
+}
+
+func notFound(ref string) error { return notFoundErr{ref} }
+
+func (r *Runtime) inspect(ctx context.Context, containerID string) (sandbox.Sandbox, error) {
+	res, err := r.engine.ContainerInspect(ctx, containerID, client.ContainerInspectOptions{})
+	if err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return sandbox.Sandbox{}, notFound(containerID)
+		}
+		return sandbox.Sandbox{}, fmt.Errorf("inspect container %s: %w", containerID, translate(err))
+	}
+	c := res.Container
+	sb := r.base(c.ID, c.Config.Labels)
+	if c.State != nil {
+		sb.State = string(c.State.Status)
+		sb.ExitCode = c.State.ExitCode
+		sb.OOMKilled = c.State.OOMKilled
+		sb.Error = c.State.Error
+	}
+	sb.Status = sandbox.StatusFromState(sb.State)
+	if t, err := time.Parse(time.RFC3339Nano, c.Created); err == nil {
+		sb.CreatedAt = t.UTC()
+	}
+	for _, kv := range c.Config.Env {
+		if v, ok := strings.CutPrefix(kv, agentapi.EnvKey+"="); ok {
+			sb.Key = v
+		}
+	}
+	bind := defaultBindAddress
+	if c.HostConfig != nil {
+		for _, bs := range c.HostConfig.PortBindings {
+			for _, b := range bs {
+				if b.HostIP.IsValid() {
+					bind = b.HostIP.String()
+				}
+			}
+		}
+		if c.HostConfig.NetworkMode == "host" {
+			bind = "127.0.0.1"
+		}
+	}
+	r.addPorts(&sb, c.Config.Labels, bind)
+	return sb, nil
+}
+
+func (r *Runtime) fromSummary(c container.Summary) sandbox.Sandbox {
+	sb := r.base(c.ID, c.Labels)
+	sb.State = string(c.State)
+	sb.Status = sandbox.StatusFromState(sb.State)
+	sb.CreatedAt = time.Unix(c.Created, 0).UTC()
+	if sb.State == string(container.StateExited) {
+		// "Exited (137) 3 minutes ago": the list call has no other exit code.
+		if s, ok := strings.CutPrefix(c.Status, "Exited ("); ok {
+			if i := strings.IndexByte(s, ')'); i > 0 {
+				sb.ExitCode, _ = strconv.Atoi(s[:i])
+			}
+		}
+	}
+	bind := defaultBindAddress
+	for _, p := range c.Ports {
+		if p.IP.IsValid() {
+			bind = p.IP.String()
+		}
+	}
+	r.addPorts(&sb, c.Labels, bind)
+	return sb
+}
+
+// base fills what the labels say.
+func (r *Runtime) base(containerID string, labels map[string]string) sandbox.Sandbox {
+	user := map[string]string{}
+	if keys := labels[sandbox.LabelLabelKeys]; keys != "" {
+		for _, k := range strings.Split(keys, ",") {
+			if v, ok := labels[k]; ok {
+				user[k] = v
+			}
+		}
+	}
+	return sandbox.Sandbox{
+		ID:           labels[sandbox.LabelID],
+		Name:         labels[sandbox.LabelName],
+		Owner:        labels[sandbox.LabelOwner],
+		Image:        labels[sandbox.LabelImage],
+		RuntimeImage: labels[sandbox.LabelRuntimeImage],
+		Labels:       user,
+		ContainerID:  containerID,
+		URLs:         map[string]string{},
+		Ports:        []sandbox.Port{},
+	}
+}
+
+// addPorts fills the published ports and their URLs from the labels.
+func (r *Runtime) addPorts(sb *sandbox.Sandbox, labels map[string]string, bind string) {
+	if p, err := strconv.Atoi(labels[sandbox.LabelAgentPort]); err == nil && p > 0 {
+		sb.Ports = append(sb.Ports, sandbox.Port{Name: "agent", HostIP: bind, HostPort: p, Container: p})
+		sb.AgentURL = r.agentURL(bind, p)
+		sb.URLs["agent"] = sb.AgentURL
+	}
+}
+
+// Exists reports whether a container of sandbox id exists, in any state.
+func (r *Runtime) Exists(ctx context.Context, id string) (bool, error) {
+	res, err := r.engine.ContainerList(ctx, client.ContainerListOptions{
+		All: true, Filters: make(client.Filters).Add("label", sandbox.LabelID+"="+id),
+	})
+	if err != nil {
+		return false, fmt.Errorf("check sandbox %s: %w", id, translate(err))
+	}
+	return len(res.Items) > 0, nil
+}
