@@ -100,6 +100,9 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbo
 			return sandbox.Sandbox{}, fmt.Errorf("%w: create sandbox %s: start container: %v", sandbox.ErrStartFailed, id, err)
 		}
 		log.Info("agent port taken outside berth, retrying with another", "port", port, "err", err)
+		if err := r.opts.Ports.Release(port, id); err != nil {
+			log.Warn("releasing a taken port", "port", port, "err", err)
+		}
 	}
 
 	agentURL := r.agentURL(spec.BindAddress, port)

@@ -44,6 +44,7 @@ type ImageResolver interface {
 // PortAllocator hands out host ports that no other berth process holds.
 type PortAllocator interface {
 	Allocate(ctx context.Context, r ports.Range, owner string, exclude ...int) (int, error)
+	Release(port int, owner string) error
 	ReleaseOwner(owner string) error
 }
 
