@@ -49,8 +49,10 @@ func TestFailedCreateLeavesNothing(t *testing.T) {
 		want    []string // in the error text
 	}{
 		{
-			name:    "start fails",
-			engine:  func() Engine { return &failingStart{Engine: c, fails: 1, message: "injected: OCI runtime create failed"} },
+			name: "start fails",
+			engine: func() Engine {
+				return &failingStart{Engine: c, fails: 1, message: "injected: OCI runtime create failed"}
+			},
 			spec:    spec,
 			wantErr: sandbox.ErrStartFailed,
 			want:    []string{"injected: OCI runtime create failed"},
