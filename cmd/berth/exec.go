@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -57,9 +56,9 @@ func (a *app) execCmd() *cobra.Command {
 				var werr error
 				switch ev.Type {
 				case agentapi.EventStdout:
-					_, werr = os.Stdout.Write(ev.Data)
+					_, werr = a.stdout.Write(ev.Data)
 				case agentapi.EventStderr:
-					_, werr = os.Stderr.Write(ev.Data)
+					_, werr = a.stderr.Write(ev.Data)
 				}
 				return werr
 			})

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -14,7 +15,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRoot(os.Stdout, os.Stderr).ExecuteContext(ctx)
 	stop()
-	os.Exit(exitCode(err))
+	os.Exit(exitCode(os.Stderr, err))
 }
 
 // exitError carries a specific exit code, such as a command's own code from
@@ -33,7 +34,9 @@ type codeError struct {
 func (e codeError) Error() string { return e.err.Error() }
 func (e codeError) Unwrap() error { return e.err }
 
-func exitCode(err error) int {
+// exitCode reports err on stderr (unless it only carries a code) and
+// returns the process's exit code.
+func exitCode(stderr io.Writer, err error) int {
 	if err == nil {
 		return 0
 	}
@@ -41,7 +44,7 @@ func exitCode(err error) int {
 	if errors.As(err, &ee) {
 		return ee.code
 	}
-	fmt.Fprintln(os.Stderr, "berth:", err)
+	fmt.Fprintln(stderr, "berth:", err)
 	var ce codeError
 	if errors.As(err, &ce) {
 		return ce.code
