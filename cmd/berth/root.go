@@ -55,7 +55,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(
 		a.createCmd(), a.lsCmd(), a.inspectCmd(), a.execCmd(),
 		a.pauseCmd(), a.resumeCmd(), a.stopCmd(), a.rmCmd(),
-		a.logsCmd(), a.imageCmd(),
+		a.logsCmd(), a.imageCmd(), a.benchCmd(),
 	)
 	return root
 }

@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -195,3 +196,42 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.buf.String() }
+
+// logs -f delivers lines as the container writes them, and ends with ctx.
+func TestLogsFollow(t *testing.T) {
+	h := newHarness(t, nil)
+	sb := h.create(t, spec(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rc, err := h.rt.Logs(ctx, sb.ID, sandbox.LogOptions{Follow: true, Tail: "0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(rc)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	// The agent logs every exec to its stderr, i.e. the container's log.
+	marker := "follow-marker-" + env.RunID
+	run(t, h, sb, "echo", marker)
+	deadline := time.After(20 * time.Second)
+	for found := false; !found; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("log stream ended early")
+			}
+			found = strings.Contains(l, marker)
+		case <-deadline:
+			t.Fatal("the exec's log line never arrived")
+		}
+	}
+	cancel()
+	for range lines { // the stream ends once ctx is cancelled
+	}
+}

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"fmt"
+	"os/exec"
+
+	"github.com/spf13/cobra"
+
+	"github.com/berth-dev/berth/internal/agentapi"
+	"github.com/berth-dev/berth/internal/bench"
+	"github.com/berth-dev/berth/internal/sandbox"
+)
+
+func (a *app) benchCmd() *cobra.Command {
+	var (
+		n           int
+		img, output string
+		scenario    string
+		skipDocker  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "bench [-n N] [--image IMG] [-o json]",
+		Short: "Measure sandbox create→ready against raw `docker run -d` + `docker exec` in the same run",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			if n < 1 {
+				return fmt.Errorf("invalid -n %d: at least 1 round", n)
+			}
+			if scenario != "create" {
+				return fmt.Errorf("invalid --scenario %q: the scenario measured today is \"create\"", scenario)
+			}
+			rt, err := a.runtime(cmd.Context())
+			if err != nil {
+				return err
+			}
+			s := a.cfg.Sandbox
+			base := s.BaseContainerImage
+			if cmd.Flags().Changed("image") {
+				base = img
+			}
+			labels := map[string]string{"berth.bench": "1"}
+			opts := bench.Options{
+				N: n,
+				Spec: sandbox.Spec{
+					Image:       sandbox.ImageSpec{Base: base},
+					Labels:      labels,
+					UserID:      s.UserID,
+					BindAddress: s.RuntimeBindingAddress,
+					Timeout:     s.Timeout.Duration,
+				},
+				Labels: labels,
+				Log:    a.stderr,
+			}
+			if !skipDocker {
+				if opts.Docker, err = exec.LookPath("docker"); err != nil {
+					return fmt.Errorf("the raw Docker baseline needs the docker CLI (%v); pass --no-docker to skip it", err)
+				}
+			}
+			agents := func(sb sandbox.Sandbox) *agentapi.Client { return agentapi.New(sb.AgentURL, sb.Key, rt.HTTPClient()) }
+			rep, err := bench.Create(cmd.Context(), rt, agents, opts)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return rep.WriteJSON(a.stdout)
+			}
+			return rep.WriteTable(a.stdout)
+		},
+	}
+	f := cmd.Flags()
+	f.IntVarP(&n, "rounds", "n", 20, "rounds per side")
+	f.StringVar(&img, "image", "", "base image (default: sandbox.base_container_image)")
+	f.StringVar(&scenario, "scenario", "create", "what to measure: create")
+	f.BoolVar(&skipDocker, "no-docker", false, "skip the raw Docker baseline")
+	f.StringVarP(&output, "output", "o", "", "output format: json")
+	return cmd
+}
