@@ -71,6 +71,9 @@ func (a *app) init() error {
 		return err
 	}
 	a.cfg = cfg
+	if len(cfg.Ignored) > 0 {
+		a.log.Warn("ignoring OpenHands settings that berth does not use", "keys", cfg.Ignored)
+	}
 	return nil
 }
 
