@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -23,6 +24,8 @@ func (a *app) execCmd() *cobra.Command {
 		timeout time.Duration
 		cwd     string
 		env     []string
+		session string
+		detach  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "exec [--timeout D] [--cwd DIR] [-e K=V]... ID -- CMD [ARG...]",
@@ -40,18 +43,19 @@ func (a *app) execCmd() *cobra.Command {
 			if err := parseKV(env, "-e", req.Env); err != nil {
 				return fail(err)
 			}
-			rt, err := a.runtime(cmd.Context())
+			if session != "" && detach {
+				return fail(errors.New("--session and -d do not go together: a session runs one command at a time in the foreground"))
+			}
+			sb, agent, err := a.agentFor(cmd.Context(), args[0])
 			if err != nil {
 				return fail(err)
 			}
-			sb, err := rt.Get(cmd.Context(), args[0])
-			if err != nil {
-				return fail(err)
+			switch {
+			case session != "":
+				return a.execInSession(cmd, sb, agent, session, req)
+			case detach:
+				return a.execDetached(cmd, sb, agent, req)
 			}
-			if sb.Status != sandbox.StatusRunning {
-				return fail(fmt.Errorf("%w: sandbox %s is %s (%s); `berth resume %s` first", sandbox.ErrNotRunning, sb.ID, sb.Status, sb.State, sb.ID))
-			}
-			agent := agentapi.New(sb.AgentURL, sb.Key, rt.HTTPClient())
 			exit, err := agent.Exec(cmd.Context(), req, func(ev agentapi.ExecEvent) error {
 				var werr error
 				switch ev.Type {
@@ -82,5 +86,23 @@ func (a *app) execCmd() *cobra.Command {
 	f.DurationVar(&timeout, "timeout", 0, "kill the command after this long and exit 124 (0 = no limit)")
 	f.StringVar(&cwd, "cwd", "", "working directory (absolute, or relative to /workspace)")
 	f.StringArrayVarP(&env, "env", "e", nil, "environment variable KEY=VALUE (repeatable)")
+	f.StringVar(&session, "session", "", "run in the named persistent shell session (cwd, env and functions persist)")
+	f.BoolVarP(&detach, "detach", "d", false, "run in the background; prints the process id (see berth ps, output, kill)")
 	return cmd
+}
+
+// agentFor finds a running sandbox and returns a client of its agent.
+func (a *app) agentFor(ctx context.Context, ref string) (sandbox.Sandbox, *agentapi.Client, error) {
+	rt, err := a.runtime(ctx)
+	if err != nil {
+		return sandbox.Sandbox{}, nil, err
+	}
+	sb, err := rt.Get(ctx, ref)
+	if err != nil {
+		return sandbox.Sandbox{}, nil, err
+	}
+	if sb.Status != sandbox.StatusRunning {
+		return sb, nil, fmt.Errorf("%w: sandbox %s is %s (%s); `berth resume %s` first", sandbox.ErrNotRunning, sb.ID, sb.Status, sb.State, sb.ID)
+	}
+	return sb, agentapi.New(sb.AgentURL, sb.Key, rt.HTTPClient()), nil
 }

@@ -57,6 +57,9 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		a.pauseCmd(), a.resumeCmd(), a.stopCmd(), a.rmCmd(),
 		a.logsCmd(), a.imageCmd(), a.benchCmd(),
 	)
+	root.AddCommand(a.processCmds()...)
+	root.AddCommand(a.shellCmds()...)
+	root.AddCommand(a.cpCmds()...)
 	return root
 }
 

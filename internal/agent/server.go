@@ -31,6 +31,10 @@ type Server struct {
 	procs   *processTable
 	started time.Time
 
+	// Features that keep state across requests; each lives in its own file.
+	sessions *sessionTable // sessions.go: persistent shell sessions
+	bg       *bgTable      // background.go: background processes
+
 	// Activity of keyed requests, for idle_seconds.
 	active  atomic.Int64
 	lastEnd atomic.Int64 // unix nanoseconds
@@ -68,6 +72,8 @@ func NewServer(ctx context.Context, opts Options) (*Server, error) {
 		procs:   newProcessTable(),
 		started: time.Now(),
 	}
+	s.sessions = newSessionTable(s)
+	s.bg = newBgTable(s)
 	s.lastEnd.Store(s.started.UnixNano())
 	s.log.Info("agent ready", "user", id.Name, "uid", id.UID, "gid", id.GID,
 		"home", id.Home, "workdir", opts.Workdir, "shell", s.shell, "version", opts.Version)
@@ -107,20 +113,29 @@ func (s *Server) Close() {
 	if n := s.procs.closeAndKill(); n > 0 {
 		s.log.Info("killed running processes", "count", n)
 	}
+	s.sessions.close()
+	s.bg.close()
+}
+
+// route is one endpoint of the API.
+type route struct {
+	method, path string
+	h            http.HandlerFunc
 }
 
 // Handler is the agent's whole HTTP API.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	routes := []struct {
-		method, path string
-		h            http.HandlerFunc
-	}{
+	routes := []route{
 		{http.MethodGet, agentapi.PathAlive, s.handleAlive},
 		{http.MethodGet, agentapi.PathHealth, s.handleHealth},
 		{http.MethodGet, agentapi.PathServerInfo, s.handleServerInfo},
 		{http.MethodPost, agentapi.PathExec, s.handleExec},
 	}
+	routes = append(routes, s.sessionRoutes()...)
+	routes = append(routes, s.bgRoutes()...)
+	routes = append(routes, s.ptyRoutes()...)
+	routes = append(routes, s.fileRoutes()...)
 	allowed := map[string][]string{}
 	for _, rt := range routes {
 		mux.HandleFunc(rt.method+" "+rt.path, rt.h)
