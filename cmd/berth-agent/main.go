@@ -62,18 +62,24 @@ func optionsFromEnv(getenv func(string) string) (agent.Options, error) {
 	if opts.Key == "" {
 		return opts, fmt.Errorf("%s is not set; it must hold the sandbox's key", agentapi.EnvKey)
 	}
+	opts.Socket = getenv(agentapi.EnvSocket)
+	if opts.Socket != "" && !strings.HasPrefix(opts.Socket, "/") {
+		return opts, fmt.Errorf("%s=%q is not an absolute path", agentapi.EnvSocket, opts.Socket)
+	}
 	port := getenv(agentapi.EnvPort)
-	if port == "" {
-		return opts, fmt.Errorf("%s is not set; it must hold the port to listen on", agentapi.EnvPort)
+	if port == "" && opts.Socket == "" {
+		return opts, fmt.Errorf("%s is not set; it must hold the port to listen on (or set %s)", agentapi.EnvPort, agentapi.EnvSocket)
 	}
-	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
-		return opts, fmt.Errorf("%s=%q is not a port number (1-65535)", agentapi.EnvPort, port)
+	if port != "" {
+		if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+			return opts, fmt.Errorf("%s=%q is not a port number (1-65535)", agentapi.EnvPort, port)
+		}
+		host := getenv(agentapi.EnvListen)
+		if strings.ContainsAny(host, "/ ") || strings.Count(host, ":") == 1 {
+			return opts, fmt.Errorf("%s=%q is not a host address (give the port in %s)", agentapi.EnvListen, host, agentapi.EnvPort)
+		}
+		opts.Addr = net.JoinHostPort(host, port)
 	}
-	host := getenv(agentapi.EnvListen)
-	if strings.ContainsAny(host, "/ ") || strings.Count(host, ":") == 1 {
-		return opts, fmt.Errorf("%s=%q is not a host address (give the port in %s)", agentapi.EnvListen, host, agentapi.EnvPort)
-	}
-	opts.Addr = net.JoinHostPort(host, port)
 	if v := getenv(agentapi.EnvUserID); v != "" {
 		uid, err := strconv.ParseUint(v, 10, 31)
 		if err != nil {

@@ -27,7 +27,8 @@ const (
 // Options configure the agent. Key, and Addr or Listener, are required.
 type Options struct {
 	Key      string       // every non-public request must carry it
-	Addr     string       // listen address, e.g. ":8000"
+	Addr     string       // TCP listen address, e.g. ":8000"; "" = none (Socket only)
+	Socket   string       // unix socket path to listen on too; "" = none
 	Listener net.Listener // used instead of Addr when set (tests)
 
 	UserID  int    // commands run as this uid; 0 = root
@@ -100,12 +101,9 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	defer s.Close()
-	ln := s.opts.Listener
-	if ln == nil {
-		ln, err = net.Listen("tcp", s.opts.Addr)
-		if err != nil {
-			return fmt.Errorf("listen on %q: %w", s.opts.Addr, err)
-		}
+	lns, err := s.listeners()
+	if err != nil {
+		return err
 	}
 	// Requests see the end of baseCtx: a running exec then kills its command
 	// and ends its stream with the exit event.
@@ -118,13 +116,27 @@ func Run(ctx context.Context, opts Options) error {
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
-	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
-	s.log.Info("agent listening", "addr", ln.Addr().String())
+	served := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func() {
+			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				served <- fmt.Errorf("serve on %s: %w", ln.Addr(), err)
+				return
+			}
+			served <- nil
+		}()
+		s.log.Info("agent listening", "addr", ln.Addr().String())
+	}
 
 	select {
 	case err := <-served:
-		return fmt.Errorf("serve on %s: %w", ln.Addr(), err)
+		for range lns[1:] {
+			<-served
+		}
+		if err == nil {
+			err = errors.New("server closed")
+		}
+		return err
 	case <-ctx.Done():
 	}
 	s.log.Info("agent stopping")
@@ -136,10 +148,47 @@ func Run(ctx context.Context, opts Options) error {
 		s.log.Warn("agent shutdown: closing remaining connections", "err", err)
 		hs.Close()
 	}
-	<-served
+	for range lns {
+		<-served
+	}
 	if err := s.procs.waitEmpty(sctx); err != nil {
 		s.log.Warn("agent shutdown", "err", err)
 	}
 	s.log.Info("agent stopped")
 	return nil
+}
+
+// listeners opens what the options ask for: the test listener, or TCP on
+// Addr and/or a unix socket at Socket (made reachable for the host, which
+// bind-mounts its directory; the key still guards every call).
+func (s *Server) listeners() ([]net.Listener, error) {
+	if s.opts.Listener != nil {
+		return []net.Listener{s.opts.Listener}, nil
+	}
+	var lns []net.Listener
+	if s.opts.Addr != "" {
+		ln, err := net.Listen("tcp", s.opts.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("listen on %q: %w", s.opts.Addr, err)
+		}
+		lns = append(lns, ln)
+	}
+	if s.opts.Socket != "" {
+		_ = os.Remove(s.opts.Socket) // a stale socket of an earlier run
+		ln, err := net.Listen("unix", s.opts.Socket)
+		if err == nil {
+			err = os.Chmod(s.opts.Socket, 0o666)
+		}
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return nil, fmt.Errorf("listen on unix socket %s: %w", s.opts.Socket, err)
+		}
+		lns = append(lns, ln)
+	}
+	if len(lns) == 0 {
+		return nil, errors.New("agent options: neither a TCP address nor a unix socket to listen on")
+	}
+	return lns, nil
 }

@@ -88,6 +88,11 @@ func startError(req agentapi.ExecRequest, spec procSpec, err error) *apiError {
 		switch errno {
 		case syscall.ENOENT, syscall.EACCES, syscall.ENOEXEC, syscall.ENOTDIR, syscall.EPERM, syscall.ELOOP, syscall.ENAMETOOLONG, syscall.E2BIG:
 			return badRequest("cannot start %s in %q: %v", describe(req), spec.Dir, unwrapPath(err))
+		case syscall.EAGAIN, syscall.ENOMEM:
+			// The sandbox's pids or memory limit: the caller's processes
+			// fill it; ending some makes room.
+			return newAPIError(http.StatusTooManyRequests, agentapi.CodeBusy,
+				"cannot start %s: the sandbox is at its process or memory limit (%v); end some of its processes", describe(req), err)
 		}
 	}
 	return newAPIError(http.StatusInternalServerError, agentapi.CodeInternal, "start %s: %v", describe(req), err)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -46,11 +47,21 @@ type Client struct {
 	hc   *http.Client
 }
 
-// New returns a client of the agent at baseURL (e.g. "http://127.0.0.1:30001")
-// that sends key on every call. A nil hc means a client with a keep-alive
-// transport, no proxy and no overall timeout: deadlines come from each
-// call's ctx, so long execs are never cut.
+// New returns a client of the agent at baseURL (e.g. "http://127.0.0.1:30001",
+// or "unix:///path/agent.sock" for a sandbox without a network) that sends
+// key on every call. A nil hc means a client with a keep-alive transport, no
+// proxy and no overall timeout: deadlines come from each call's ctx, so long
+// execs are never cut. A unix socket gets a transport of its own.
 func New(baseURL, key string, hc *http.Client) *Client {
+	if path, ok := strings.CutPrefix(baseURL, "unix://"); ok {
+		var d net.Dialer
+		t := &http.Transport{
+			DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return d.DialContext(ctx, "unix", path) },
+			MaxIdleConnsPerHost: 16,
+			IdleConnTimeout:     90 * time.Second,
+		}
+		return &Client{base: "http://sandbox", key: key, hc: &http.Client{Transport: t}}
+	}
 	if hc == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.Proxy = nil // the agent is a direct neighbour, never behind a proxy

@@ -21,6 +21,9 @@ const (
 	EnvUserID  = "BERTH_USER_ID"       // uid commands run as; default 1000, 0 = root
 	EnvWorkdir = "BERTH_WORKDIR"       // default working directory; default /workspace
 	EnvListen  = "BERTH_AGENT_ADDRESS" // listen address; default all interfaces of the container
+	// EnvSocket is a unix socket path the agent also listens on; with it,
+	// BERTH_AGENT_PORT may be unset (a sandbox without a network).
+	EnvSocket = "BERTH_AGENT_SOCKET"
 )
 
 // ExecRequest starts one command. Exactly one of Argv and Command is set:
@@ -91,6 +94,7 @@ const (
 	CodeNotFound         = "not_found"          // 404: no such path
 	CodeMethodNotAllowed = "method_not_allowed" // 405: path exists, method does not
 	CodeTooLarge         = "too_large"          // 413: request body over the agent's limit
+	CodeConflict         = "conflict"           // 409: valid request at odds with the current state (exists, still running, ...)
 	CodeBusy             = "busy"               // 429: too many running processes
 	CodeInternal         = "internal"           // 500: a fault of the agent, never of the caller
 	CodeUnavailable      = "unavailable"        // 503: the agent is shutting down

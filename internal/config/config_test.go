@@ -140,7 +140,7 @@ func TestParseFullExample(t *testing.T) {
 	wantL := Limits{
 		Memory: 4 << 30, MemorySwap: -1, ShmSize: 512 << 20, CPUPeriod: 100000, CPUQuota: 200000,
 		PidsLimit: 2048, MemorySwappiness: &swappiness, OOMKillDisable: &oom, CpusetCpus: "0-1,3",
-		Runtime: "runsc", Ulimits: []Ulimit{{"nofile", 1024, 4096}, {"core", 0, -1}},
+		Runtime: "runsc", Ulimits: []Ulimit{{Name: "nofile", Soft: 1024, Hard: 4096}, {Name: "core", Soft: 0, Hard: -1}},
 	}
 	if !reflect.DeepEqual(l, wantL) {
 		t.Errorf("Limits() = %+v\nwant %+v", l, wantL)

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"github.com/berth-dev/berth/internal/sandbox"
+
 	"errors"
 	"fmt"
 	"maps"
@@ -10,28 +12,12 @@ import (
 	"strings"
 )
 
-// Limits is the typed view of docker_runtime_kwargs. Zero means "not set"
-// (Docker's default) except where a pointer tells set from unset.
-type Limits struct {
-	Memory           int64  // mem_limit, bytes
-	MemorySwap       int64  // memswap_limit, bytes; -1 = unlimited swap
-	ShmSize          int64  // shm_size, bytes
-	NanoCPUs         int64  // nano_cpus, 1e9 = one CPU
-	CPUPeriod        int64  // cpu_period, microseconds
-	CPUQuota         int64  // cpu_quota, microseconds; -1 = no quota
-	PidsLimit        int64  // pids_limit; -1 = unlimited
-	MemorySwappiness *int64 // mem_swappiness, 0..100
-	OOMKillDisable   *bool  // oom_kill_disable
-	CpusetCpus       string // cpuset_cpus, e.g. "0-1,3"
-	Runtime          string // runtime, e.g. "runc" or "runsc"
-	Ulimits          []Ulimit
-}
+// Limits is the typed view of docker_runtime_kwargs: the sandbox's
+// resource limits, as the domain defines them.
+type Limits = sandbox.Limits
 
 // Ulimit is one entry of the ulimits list; -1 means unlimited.
-type Ulimit struct {
-	Name       string
-	Soft, Hard int64
-}
+type Ulimit = sandbox.Ulimit
 
 // Limits parses DockerRuntimeKwargs. A key whose value is None (from a
 // Python literal) counts as unset; privileged is accepted only as false or

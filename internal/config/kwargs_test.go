@@ -93,7 +93,7 @@ func TestLimitsGood(t *testing.T) {
 		{map[string]any{"privileged": nil}, Limits{}},
 		{map[string]any{"ulimits": []any{}}, Limits{Ulimits: []Ulimit{}}},
 		{map[string]any{"ulimits": []any{map[string]any{"name": "stack", "soft": int64(-1), "hard": int64(-1)}}},
-			Limits{Ulimits: []Ulimit{{"stack", -1, -1}}}},
+			Limits{Ulimits: []Ulimit{{Name: "stack", Soft: -1, Hard: -1}}}},
 	}
 	for _, tt := range tests {
 		l, err := Sandbox{DockerRuntimeKwargs: tt.kw}.Limits()

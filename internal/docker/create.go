@@ -25,6 +25,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/agentapi"
 	"github.com/berth-dev/berth/internal/image"
+	"github.com/berth-dev/berth/internal/ports"
 	"github.com/berth-dev/berth/internal/sandbox"
 )
 
@@ -33,26 +34,18 @@ const (
 	defaultTimeout     = 120 * time.Second
 	defaultBindAddress = "127.0.0.1"
 	defaultWorkdir     = "/workspace"
+	internalNetwork    = "berth-internal"
 	// portAttempts bounds how often a create retries with another port when
 	// the engine reports the one it got as taken.
 	portAttempts = 5
 )
 
 // Create makes a sandbox and returns once its agent answers. If anything
-// fails after the container exists, the container is removed and its ports
-// released: a failed create leaves nothing behind.
+// fails after the container exists, the container is removed, its ports
+// released and its directories deleted: a failed create leaves nothing.
 func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbox, error) {
-	if err := spec.Validate(); err != nil {
+	if err := r.normalize(&spec); err != nil {
 		return sandbox.Sandbox{}, err
-	}
-	if spec.Timeout == 0 {
-		spec.Timeout = defaultTimeout
-	}
-	if spec.BindAddress == "" {
-		spec.BindAddress = defaultBindAddress
-	}
-	if spec.Owner == "" {
-		spec.Owner = "local"
 	}
 	img, err := r.opts.Images.Resolve(ctx, spec.Image)
 	if err != nil {
@@ -72,22 +65,25 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbo
 	ok := false
 	defer func() {
 		if !ok {
-			if err := r.opts.Ports.ReleaseOwner(id); err != nil {
-				log.Warn("releasing ports of failed create", "err", err)
-			}
+			r.releaseAll(id, log)
 		}
 	}()
+	socketDir := ""
+	if usesSocket(spec.Network) {
+		if socketDir, err = r.sandboxDir(id); err != nil {
+			return sandbox.Sandbox{}, fmt.Errorf("create sandbox %s: %w", id, err)
+		}
+	}
 
 	var containerID string
-	var port int
-	var tried []int
+	var plan []sandbox.Port
+	var taken []int
 	for attempt := 1; ; attempt++ {
-		port, err = r.opts.Ports.Allocate(ctx, r.opts.AgentRange, id, tried...)
+		plan, err = r.planPorts(ctx, id, spec, taken)
 		if err != nil {
-			return sandbox.Sandbox{}, fmt.Errorf("create sandbox %s: agent port: %w", id, err)
+			return sandbox.Sandbox{}, fmt.Errorf("create sandbox %s: %w", id, err)
 		}
-		tried = append(tried, port)
-		containerID, err = r.createContainer(ctx, id, key, port, img.Ref, spec)
+		containerID, err = r.createContainer(ctx, id, key, img.Ref, spec, plan, socketDir)
 		if err != nil {
 			return sandbox.Sandbox{}, err
 		}
@@ -97,15 +93,25 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbo
 		}
 		r.discard(containerID, log)
 		if !isPortTaken(err) || attempt == portAttempts {
-			return sandbox.Sandbox{}, fmt.Errorf("%w: create sandbox %s: start container: %v", sandbox.ErrStartFailed, id, err)
+			return sandbox.Sandbox{}, fmt.Errorf("%w: create sandbox %s: start container: %v", sandbox.ErrStartFailed, id, explainStart(err))
 		}
-		log.Info("agent port taken outside berth, retrying with another", "port", port, "err", err)
-		if err := r.opts.Ports.Release(port, id); err != nil {
-			log.Warn("releasing a taken port", "port", port, "err", err)
+		// A process outside berth took a port between our test bind and the
+		// publish: give every allocated port back and take others.
+		log.Info("a port was taken outside berth, retrying with others", "err", err)
+		for _, p := range plan {
+			if p.Name != "vscode" || spec.VSCodePort == 0 {
+				taken = append(taken, p.HostPort)
+			}
+			if err := r.opts.Ports.Release(p.HostPort, id); err != nil {
+				log.Warn("releasing a taken port", "port", p.HostPort, "err", err)
+			}
 		}
 	}
 
-	agentURL := r.agentURL(spec.BindAddress, port)
+	agentURL := r.agentURL(spec.BindAddress, plan[0].HostPort)
+	if socketDir != "" {
+		agentURL = "unix://" + filepath.Join(socketDir, socketName)
+	}
 	if err := r.waitReady(ctx, id, containerID, agentURL, key, spec.Timeout, spec.Debug); err != nil {
 		r.discard(containerID, log)
 		return sandbox.Sandbox{}, fmt.Errorf("create sandbox %s: %w", id, err)
@@ -116,13 +122,112 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbo
 		return sandbox.Sandbox{}, fmt.Errorf("create sandbox %s: %w", id, err)
 	}
 	ok = true
-	log.Info("sandbox ready", "image", img.Ref, "port", port)
+	log.Info("sandbox ready", "image", img.Ref, "network", spec.Network, "agent", agentURL)
 	return sb, nil
+}
+
+// normalize validates the spec and fills its defaults.
+func (r *Runtime) normalize(spec *sandbox.Spec) error {
+	if err := spec.Validate(); err != nil {
+		return err
+	}
+	if spec.Timeout == 0 {
+		spec.Timeout = defaultTimeout
+	}
+	if spec.BindAddress == "" {
+		spec.BindAddress = defaultBindAddress
+	}
+	if spec.Owner == "" {
+		spec.Owner = "local"
+	}
+	if spec.UseHostNetwork {
+		spec.Network = sandbox.NetworkHost
+	}
+	if spec.Network == "" {
+		spec.Network = sandbox.NetworkBridge
+	}
+	if spec.VSCodePort != 0 {
+		spec.VSCode = true
+	}
+	if usesSocket(spec.Network) && (spec.VSCode || spec.AppPorts > 0 || len(spec.Publish) > 0) {
+		return fmt.Errorf("%w: network %q publishes no ports: VS Code, app ports and -p need network bridge or host", sandbox.ErrInvalidSpec, spec.Network)
+	}
+	if spec.Network == sandbox.NetworkHost && len(spec.Publish) > 0 {
+		return fmt.Errorf("%w: with the host network a sandbox's ports are the host's: -p does not apply", sandbox.ErrInvalidSpec)
+	}
+	return nil
+}
+
+// usesSocket tells the network modes where the host cannot reach the agent
+// over TCP, and talks to it through a unix socket in a bind-mounted dir.
+func usesSocket(network string) bool {
+	return network == sandbox.NetworkNone || network == sandbox.NetworkInternal
+}
+
+// planPorts reserves the host ports of a sandbox: the agent's first, then
+// VS Code's, the app ports and the published ones. Agent, VS Code and app
+// ports have the same number inside and out, so a process in the sandbox
+// can listen on the number it finds in its environment, on any network.
+func (r *Runtime) planPorts(ctx context.Context, id string, spec sandbox.Spec, exclude []int) ([]sandbox.Port, error) {
+	rg := r.opts.Ranges
+	var plan []sandbox.Port
+	alloc := func(name string, rng ports.Range, containerPort int) error {
+		p, err := r.opts.Ports.Allocate(ctx, rng, id, exclude...)
+		if err != nil {
+			return fmt.Errorf("%s port: %w", name, err)
+		}
+		exclude = append(exclude, p)
+		if containerPort == 0 {
+			containerPort = p
+		}
+		plan = append(plan, sandbox.Port{Name: name, HostIP: spec.BindAddress, HostPort: p, Container: containerPort})
+		return nil
+	}
+	if usesSocket(spec.Network) {
+		return []sandbox.Port{{Name: "agent"}}, nil // no TCP port at all
+	}
+	if err := alloc("agent", rg.Agent, 0); err != nil {
+		return nil, err
+	}
+	if spec.VSCodePort != 0 {
+		plan = append(plan, sandbox.Port{Name: "vscode", HostIP: spec.BindAddress, HostPort: spec.VSCodePort, Container: spec.VSCodePort})
+	} else if spec.VSCode {
+		if err := alloc("vscode", rg.VSCode, 0); err != nil {
+			return nil, err
+		}
+	}
+	for i, rng := range []ports.Range{rg.App1, rg.App2}[:spec.AppPorts] {
+		if err := alloc(fmt.Sprintf("app%d", i+1), rng, 0); err != nil {
+			return nil, err
+		}
+	}
+	for _, cp := range spec.Publish {
+		if err := alloc(fmt.Sprintf("port-%d", cp), rg.App1, cp); err != nil {
+			return nil, err
+		}
+	}
+	return plan, nil
+}
+
+// portEnv tells the sandbox's processes their ports, as OpenHands does.
+func portEnv(plan []sandbox.Port) []string {
+	var env []string
+	for _, p := range plan {
+		switch p.Name {
+		case "vscode":
+			env = append(env, "VSCODE_PORT="+strconv.Itoa(p.Container))
+		case "app1":
+			env = append(env, "APP_PORT_1="+strconv.Itoa(p.Container))
+		case "app2":
+			env = append(env, "APP_PORT_2="+strconv.Itoa(p.Container))
+		}
+	}
+	return env
 }
 
 // createContainer creates (does not start) the container. A name is checked
 // for uniqueness under a machine-wide lock held until the container exists.
-func (r *Runtime) createContainer(ctx context.Context, id, key string, port int, ref string, spec sandbox.Spec) (string, error) {
+func (r *Runtime) createContainer(ctx context.Context, id, key, ref string, spec sandbox.Spec, plan []sandbox.Port, socketDir string) (string, error) {
 	if spec.Name != "" {
 		unlock, err := r.lockNames(ctx)
 		if err != nil {
@@ -151,7 +256,8 @@ func (r *Runtime) createContainer(ctx context.Context, id, key string, port int,
 		sandbox.LabelCreatedBy:    "berth",
 		sandbox.LabelImage:        imageName(spec.Image),
 		sandbox.LabelRuntimeImage: ref,
-		sandbox.LabelAgentPort:    strconv.Itoa(port),
+		sandbox.LabelPorts:        formatPorts(plan),
+		sandbox.LabelNetwork:      spec.Network,
 		sandbox.LabelUserID:       strconv.Itoa(spec.UserID),
 	})
 	if spec.Name != "" {
@@ -162,51 +268,149 @@ func (r *Runtime) createContainer(ctx context.Context, id, key string, port int,
 	}
 
 	// The caller's env first, then berth's, which the caller cannot override.
-	env := make([]string, 0, len(spec.Env)+5)
+	env := make([]string, 0, len(spec.Env)+8)
 	for _, k := range slices.Sorted(maps.Keys(spec.Env)) {
 		env = append(env, k+"="+spec.Env[k])
 	}
+	env = append(env, portEnv(plan)...)
 	env = append(env,
 		agentapi.EnvKey+"="+key,
-		agentapi.EnvPort+"="+strconv.Itoa(port),
 		agentapi.EnvUserID+"="+strconv.Itoa(spec.UserID),
 		agentapi.EnvWorkdir+"="+defaultWorkdir,
 	)
+	if socketDir != "" {
+		env = append(env, agentapi.EnvSocket+"="+socketMount+"/"+socketName)
+	} else {
+		env = append(env, agentapi.EnvPort+"="+strconv.Itoa(plan[0].Container))
+	}
 
-	cport, _ := network.PortFrom(uint16(port), network.TCP)
 	stopTimeout := int(r.opts.StopTimeout / time.Second)
 	cfg := &container.Config{
-		Image:        ref,
-		Entrypoint:   []string{image.AgentPath},
-		Cmd:          []string{},
-		Env:          env,
-		Labels:       labels,
-		WorkingDir:   defaultWorkdir,
-		User:         "0", // the agent sets up the sandbox user, then runs every command as that user
-		ExposedPorts: network.PortSet{cport: {}},
-		StopSignal:   "SIGTERM", // API 1.41 ignores a signal given to stop: set it here
-		StopTimeout:  &stopTimeout,
+		Image:       ref,
+		Entrypoint:  []string{image.AgentPath},
+		Cmd:         []string{},
+		Env:         env,
+		Labels:      labels,
+		WorkingDir:  defaultWorkdir,
+		User:        "0",       // the agent sets up the sandbox user, then runs every command as that user
+		StopSignal:  "SIGTERM", // API 1.41 ignores a signal given to stop: set it here
+		StopTimeout: &stopTimeout,
 	}
-	init := true
-	host := &container.HostConfig{
-		Init:        &init, // Docker's init reaps orphans and forwards signals to the agent
-		SecurityOpt: []string{"no-new-privileges:true"},
+	host := hostConfig(spec)
+	if spec.ReadOnlyRootfs {
+		host.Tmpfs = map[string]string{"/tmp": "rw,nosuid,nodev,mode=1777", "/home": "rw,nosuid,nodev,mode=755", defaultWorkdir: "rw,nosuid,nodev,mode=755", "/run": "rw,nosuid,nodev,mode=755"}
 	}
-	if spec.UseHostNetwork {
+	if socketDir != "" {
+		host.Binds = append(host.Binds, socketDir+":"+socketMount)
+	}
+	var netcfg *network.NetworkingConfig
+	switch spec.Network {
+	case sandbox.NetworkHost:
 		host.NetworkMode = "host"
-	} else {
+	case sandbox.NetworkNone:
+		host.NetworkMode = "none"
+	case sandbox.NetworkInternal:
+		if err := r.ensureInternalNetwork(ctx); err != nil {
+			return "", fmt.Errorf("create sandbox %s: %w", id, err)
+		}
+		host.NetworkMode = container.NetworkMode(internalNetwork)
+	default:
+		cfg.ExposedPorts = network.PortSet{}
+		host.PortBindings = network.PortMap{}
 		addr, _ := netip.ParseAddr(spec.BindAddress)
-		host.PortBindings = network.PortMap{cport: {{HostIP: addr, HostPort: strconv.Itoa(port)}}}
+		for _, p := range plan {
+			cp, _ := network.PortFrom(uint16(p.Container), network.TCP)
+			cfg.ExposedPorts[cp] = struct{}{}
+			host.PortBindings[cp] = []network.PortBinding{{HostIP: addr, HostPort: strconv.Itoa(p.HostPort)}}
+		}
 	}
 	res, err := r.engine.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Name:       namePrefix + id,
-		Config:     cfg,
-		HostConfig: host,
+		Name:             namePrefix + id,
+		Config:           cfg,
+		HostConfig:       host,
+		NetworkingConfig: netcfg,
 	})
 	if err != nil {
 		return "", fmt.Errorf("create sandbox %s: create container from %s: %w", id, ref, translate(err))
 	}
+	// Extra networks are joined before the start, so the sandbox never runs
+	// without them; a missing network fails the create.
+	for _, n := range spec.Networks {
+		if _, err := r.engine.NetworkConnect(ctx, n, client.NetworkConnectOptions{Container: res.ID}); err != nil {
+			r.discard(res.ID, r.log)
+			return "", fmt.Errorf("create sandbox %s: join network %q: %w", id, n, translate(err))
+		}
+	}
 	return res.ID, nil
+}
+
+// releaseAll gives back everything a sandbox held besides its container:
+// port reservations and its directory (agent socket).
+func (r *Runtime) releaseAll(id string, log interface{ Warn(string, ...any) }) {
+	if err := r.opts.Ports.ReleaseOwner(id); err != nil {
+		log.Warn("releasing ports", "sandbox", id, "err", err)
+	}
+	if r.opts.StateDir != "" {
+		if err := os.RemoveAll(filepath.Join(r.opts.StateDir, "sandboxes", id)); err != nil {
+			log.Warn("removing sandbox dir", "sandbox", id, "err", err)
+		}
+	}
+}
+
+// Where the agent's socket lives: a per-sandbox host dir, bind-mounted.
+const (
+	socketMount = "/run/berth"
+	socketName  = "agent.sock"
+)
+
+// sandboxDir makes the sandbox's private host directory.
+func (r *Runtime) sandboxDir(id string) (string, error) {
+	if r.opts.StateDir == "" {
+		return "", errors.New("a sandbox without a network needs a state dir for its agent socket")
+	}
+	dir, err := filepath.Abs(filepath.Join(r.opts.StateDir, "sandboxes", id))
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("sandbox dir: %w", err)
+	}
+	return dir, nil
+}
+
+// formatPorts and parsePorts keep the port plan in one label:
+// "agent=31000:31000,app1=50001:50001,port-8080=50002:8080".
+func formatPorts(plan []sandbox.Port) string {
+	var parts []string
+	for _, p := range plan {
+		if p.HostPort != 0 {
+			parts = append(parts, fmt.Sprintf("%s=%d:%d", p.Name, p.HostPort, p.Container))
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+func parsePorts(label, hostIP string) []sandbox.Port {
+	var out []sandbox.Port
+	for item := range strings.SplitSeq(label, ",") {
+		name, nums, ok := strings.Cut(item, "=")
+		hs, cs, ok2 := strings.Cut(nums, ":")
+		h, err1 := strconv.Atoi(hs)
+		c, err2 := strconv.Atoi(cs)
+		if ok && ok2 && err1 == nil && err2 == nil {
+			out = append(out, sandbox.Port{Name: name, HostIP: hostIP, HostPort: h, Container: c})
+		}
+	}
+	return out
+}
+
+// explainStart makes the engine's start errors that have a known cause
+// say what to do.
+func explainStart(err error) error {
+	if s := err.Error(); strings.Contains(s, "could not select device driver") {
+		return fmt.Errorf("GPUs were asked for but the Docker engine has no GPU runtime (install the NVIDIA Container Toolkit and restart Docker, or drop enable_gpu): %w", err)
+	}
+	return err
 }
 
 // discard force-removes a container that a failed create made. It runs on

@@ -13,6 +13,9 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"runtime"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/moby/moby/client"
@@ -34,6 +37,9 @@ type Engine interface {
 	ContainerRemove(ctx context.Context, id string, opts client.ContainerRemoveOptions) (client.ContainerRemoveResult, error)
 	ContainerLogs(ctx context.Context, id string, opts client.ContainerLogsOptions) (client.ContainerLogsResult, error)
 	ContainerWait(ctx context.Context, id string, opts client.ContainerWaitOptions) client.ContainerWaitResult
+	NetworkConnect(ctx context.Context, network string, opts client.NetworkConnectOptions) (client.NetworkConnectResult, error)
+	NetworkInspect(ctx context.Context, network string, opts client.NetworkInspectOptions) (client.NetworkInspectResult, error)
+	NetworkCreate(ctx context.Context, name string, opts client.NetworkCreateOptions) (client.NetworkCreateResult, error)
 }
 
 // ImageResolver finds or makes a sandbox's runtime image.
@@ -50,9 +56,9 @@ type PortAllocator interface {
 
 // Options configure a Runtime.
 type Options struct {
-	Images     ImageResolver
-	Ports      PortAllocator
-	AgentRange ports.Range // host ports for the agent (default 30000-39999)
+	Images ImageResolver
+	Ports  PortAllocator
+	Ranges ports.Ranges // host port ranges (default: the seed's, for this OS)
 	// AgentHost is the host name or address where published ports are
 	// reached; "" derives it from the engine's address and the bind address.
 	AgentHost   string
@@ -78,8 +84,8 @@ var _ sandbox.Runtime = (*Runtime)(nil)
 
 // New returns a Runtime using engine.
 func New(engine Engine, opts Options) *Runtime {
-	if opts.AgentRange == (ports.Range{}) {
-		opts.AgentRange = ports.Range{Min: 30000, Max: 39999}
+	if opts.Ranges == (ports.Ranges{}) {
+		opts.Ranges = ports.DefaultRanges(runtime.GOOS, kernelRelease())
 	}
 	if opts.StopTimeout == 0 {
 		opts.StopTimeout = 10 * time.Second
@@ -124,4 +130,20 @@ func unreachable(host string, err error) error {
 	return fmt.Errorf("%w: cannot reach the Docker engine at %s (from %s): %v\n"+
 		"  start it (`sudo systemctl start docker`, or `sudo dockerd &` where there is no systemd),\n"+
 		"  or point DOCKER_HOST at a running engine", sandbox.ErrUnavailable, host, via, err)
+}
+
+// kernelRelease is uname -r, to tell WSL2 (which needs other port ranges).
+func kernelRelease() string {
+	var u syscall.Utsname
+	if err := syscall.Uname(&u); err != nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, c := range u.Release {
+		if c == 0 {
+			break
+		}
+		b.WriteByte(byte(c))
+	}
+	return b.String()
 }

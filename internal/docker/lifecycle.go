@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -137,9 +138,7 @@ func (r *Runtime) Remove(ctx context.Context, ref string) error {
 		return fmt.Errorf("remove sandbox %s: %w", ref, translate(err))
 	}
 	if id != "" {
-		if err := r.opts.Ports.ReleaseOwner(id); err != nil {
-			return fmt.Errorf("remove sandbox %s: release ports: %w", ref, err)
-		}
+		r.releaseAll(id, r.log)
 	}
 	return nil
 }
@@ -252,11 +251,14 @@ func (r *Runtime) inspect(ctx context.Context, containerID string) (sandbox.Sand
 				}
 			}
 		}
-		if c.HostConfig.NetworkMode == "host" {
-			bind = "127.0.0.1"
+	}
+	socketDir := ""
+	for _, m := range c.Mounts {
+		if m.Destination == socketMount {
+			socketDir = m.Source
 		}
 	}
-	r.addPorts(&sb, c.Config.Labels, bind)
+	r.addPorts(&sb, c.Config.Labels, bind, socketDir)
 	return sb, nil
 }
 
@@ -279,7 +281,13 @@ func (r *Runtime) fromSummary(c container.Summary) sandbox.Sandbox {
 			bind = p.IP.String()
 		}
 	}
-	r.addPorts(&sb, c.Labels, bind)
+	socketDir := ""
+	for _, m := range c.Mounts {
+		if m.Destination == socketMount {
+			socketDir = m.Source
+		}
+	}
+	r.addPorts(&sb, c.Labels, bind, socketDir)
 	return sb
 }
 
@@ -306,12 +314,22 @@ func (r *Runtime) base(containerID string, labels map[string]string) sandbox.San
 	}
 }
 
-// addPorts fills the published ports and their URLs from the labels.
-func (r *Runtime) addPorts(sb *sandbox.Sandbox, labels map[string]string, bind string) {
-	if p, err := strconv.Atoi(labels[sandbox.LabelAgentPort]); err == nil && p > 0 {
-		sb.Ports = append(sb.Ports, sandbox.Port{Name: "agent", HostIP: bind, HostPort: p, Container: p})
-		sb.AgentURL = r.agentURL(bind, p)
+// addPorts fills the published ports, their URLs and the agent's URL
+// from the labels (and the socket dir, for sandboxes without a network).
+func (r *Runtime) addPorts(sb *sandbox.Sandbox, labels map[string]string, bind, socketDir string) {
+	sb.Network = labels[sandbox.LabelNetwork]
+	if labels[sandbox.LabelNetwork] == sandbox.NetworkHost {
+		bind = "127.0.0.1"
+	}
+	for _, p := range parsePorts(labels[sandbox.LabelPorts], bind) {
+		sb.Ports = append(sb.Ports, p)
+		sb.URLs[p.Name] = r.agentURL(bind, p.HostPort)
+	}
+	if socketDir != "" {
+		sb.AgentURL = "unix://" + filepath.Join(socketDir, socketName)
 		sb.URLs["agent"] = sb.AgentURL
+	} else {
+		sb.AgentURL = sb.URLs["agent"]
 	}
 }
 

@@ -64,6 +64,7 @@ type Sandbox struct {
 	URLs         map[string]string `json:"urls"`
 	Labels       map[string]string `json:"labels"` // the caller's labels, without berth's own
 	Owner        string            `json:"owner,omitempty"`
+	Network      string            `json:"network,omitempty"` // bridge, none, internal or host
 	ContainerID  string            `json:"container_id"`
 
 	// AgentURL is where the host reaches the sandbox's agent; Key is the
@@ -82,11 +83,27 @@ type Spec struct {
 	Labels map[string]string // the caller's labels; berth's own keys are refused
 	Owner  string            // tenant; "" means "local"
 
-	BindAddress    string        // host address the agent port is published on (default 127.0.0.1)
-	UseHostNetwork bool          // share the host's network namespace
+	BindAddress    string        // host address ports are published on (default 127.0.0.1)
+	UseHostNetwork bool          // share the host's network namespace (same as Network "host")
 	UserID         int           // uid commands run as (0 = root)
 	Timeout        time.Duration // readiness deadline (default 120s)
 	Debug          bool          // stream the container's logs into berth's log while waiting
+
+	Network  string   // NetworkBridge (default), NetworkNone, NetworkInternal or NetworkHost
+	Networks []string // more Docker networks to join (must exist)
+
+	// Ports beyond the agent's. Each is published on BindAddress with the
+	// same number inside and out, and its number is in the sandbox's env.
+	VSCode     bool  // publish a VS Code port (VSCODE_PORT)
+	VSCodePort int   // pin the VS Code port (implies VSCode); 0 = allocate
+	AppPorts   int   // publish this many app ports, 0..2 (APP_PORT_1, APP_PORT_2)
+	Publish    []int // container ports to publish on allocated host ports (-p)
+
+	Volumes        []string // "host:container[:rw|ro|overlay]" items
+	Tmpfs          []string // "PATH[:size=64m]" items
+	Limits         Limits
+	GPUs           GPUs
+	ReadOnlyRootfs bool // read-only root filesystem; /workspace, /tmp and the home stay writable
 }
 
 // ImageSpec says how the runtime image of a sandbox is obtained.

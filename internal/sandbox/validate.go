@@ -17,7 +17,8 @@ const (
 	LabelCreatedBy    = "berth.created-by"
 	LabelImage        = "berth.image"
 	LabelRuntimeImage = "berth.runtime-image"
-	LabelAgentPort    = "berth.port.agent"
+	LabelPorts        = "berth.ports"   // "agent=31000:31000,app1=50001:50001,..."
+	LabelNetwork      = "berth.network" // bridge, none, internal or host
 	LabelUserID       = "berth.user-id"
 	// LabelLabelKeys lists the caller's label keys (comma-separated), so the
 	// caller's labels can be told from those the image brings.
@@ -26,7 +27,7 @@ const (
 
 var reservedLabels = map[string]bool{
 	LabelID: true, LabelName: true, LabelOwner: true, LabelCreatedBy: true,
-	LabelImage: true, LabelRuntimeImage: true, LabelAgentPort: true, LabelUserID: true,
+	LabelImage: true, LabelRuntimeImage: true, LabelPorts: true, LabelNetwork: true, LabelUserID: true,
 	LabelLabelKeys: true,
 }
 
@@ -74,6 +75,43 @@ func (s Spec) Validate() error {
 	}
 	if s.UserID < 0 {
 		bad("user id %d: must be 0 (root) or a positive uid", s.UserID)
+	}
+	switch s.Network {
+	case "", NetworkBridge, NetworkNone, NetworkInternal, NetworkHost:
+	default:
+		bad("network %q: use bridge, none, internal or host", s.Network)
+	}
+	if s.UseHostNetwork && s.Network != "" && s.Network != NetworkHost {
+		bad("network %q: use_host_network asks for host", s.Network)
+	}
+	for _, n := range s.Networks {
+		if n == "" || strings.ContainsAny(n, " /") {
+			bad("network %q: not a Docker network name", n)
+		}
+	}
+	if s.VSCodePort < 0 || s.VSCodePort > 65535 {
+		bad("vscode port %d: use 1-65535, or 0 to allocate one", s.VSCodePort)
+	}
+	if s.AppPorts < 0 || s.AppPorts > 2 {
+		bad("app ports %d: use 0, 1 or 2", s.AppPorts)
+	}
+	seen := map[int]bool{}
+	for _, p := range s.Publish {
+		if p < 1 || p > 65535 {
+			bad("publish %d: not a port (1-65535)", p)
+		}
+		if seen[p] {
+			bad("publish %d: given twice", p)
+		}
+		seen[p] = true
+	}
+	for _, id := range s.GPUs.DeviceIDs {
+		if id == "" || strings.Trim(id, "0123456789") != "" {
+			bad("gpu device %q: use GPU numbers such as 0 or 1", id)
+		}
+	}
+	if s.Limits.Memory < 0 || s.Limits.NanoCPUs < 0 {
+		bad("limits: memory %d and cpus %d must not be negative", s.Limits.Memory, s.Limits.NanoCPUs)
 	}
 	if s.Timeout < 0 {
 		bad("timeout %s: must not be negative", s.Timeout)
