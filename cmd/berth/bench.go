@@ -36,24 +36,19 @@ func (a *app) benchCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			s := a.cfg.Sandbox
-			base := s.BaseContainerImage
+			spec, err := a.specFromConfig()
+			if err != nil {
+				return err
+			}
 			if cmd.Flags().Changed("image") {
-				base = img
+				spec.Image = sandbox.ImageSpec{Base: img}
+			}
+			if spec.Image.Runtime != "" {
+				return fmt.Errorf("bench compares building on a base image with docker run of that image: unset runtime_container_image or pass --image")
 			}
 			labels := map[string]string{"berth.bench": "1"}
-			opts := bench.Options{
-				N: n,
-				Spec: sandbox.Spec{
-					Image:       sandbox.ImageSpec{Base: base},
-					Labels:      labels,
-					UserID:      s.UserID,
-					BindAddress: s.RuntimeBindingAddress,
-					Timeout:     s.Timeout.Duration,
-				},
-				Labels: labels,
-				Log:    a.stderr,
-			}
+			spec.Labels = labels
+			opts := bench.Options{N: n, Spec: spec, Labels: labels, Log: a.stderr}
 			if !skipDocker {
 				if opts.Docker, err = exec.LookPath("docker"); err != nil {
 					return fmt.Errorf("the raw Docker baseline needs the docker CLI (%v); pass --no-docker to skip it", err)

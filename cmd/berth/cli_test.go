@@ -142,6 +142,15 @@ func TestCLIBadInput(t *testing.T) {
 		{[]string{"create", "-o", "yaml"}, `invalid --output "yaml"`},
 		{[]string{"logs", "--tail", "ten", "x"}, `invalid --tail "ten"`},
 		{[]string{"exec", "x", "true"}, "usage: berth exec"},
+		{[]string{"create", "--memory", "lots"}, `invalid --memory "lots"`},
+		{[]string{"create", "--memory", "1k"}, `invalid --memory "1k"`},
+		{[]string{"create", "--cpus", "-1"}, "invalid --cpus -1"},
+		{[]string{"create", "--pids-limit", "0"}, "invalid --pids-limit 0"},
+		{[]string{"create", "-p", "http"}, `invalid -p "http"`},
+		{[]string{"create", "--gpus", " "}, `invalid --gpus " "`},
+		{[]string{"create", "--network", "wifi"}, `network "wifi"`},
+		{[]string{"create", "--app-ports", "3"}, "app ports 3"},
+		{[]string{"create", "--network", "none", "--vscode"}, `network "none" publishes no ports`},
 	}
 	for _, tc := range cases {
 		_, errs, code := c.run(tc.args...)

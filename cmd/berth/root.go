@@ -117,7 +117,12 @@ func (a *app) runtime(ctx context.Context) (*docker.Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
+	ranges, err := a.cfg.Sandbox.PortRanges(docker.DefaultRanges())
+	if err != nil {
+		return nil, err
+	}
 	rt = docker.New(engine, docker.Options{
+		Ranges:     ranges,
 		Images:     a.images,
 		Ports:      alloc,
 		DaemonHost: engine.DaemonHost(),

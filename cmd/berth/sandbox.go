@@ -7,63 +7,42 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/sandbox"
 )
 
+// createFlags are create's flags beyond the config file.
+type createFlags struct {
+	image, name, output, network, memory, gpus string
+	env, labels, volumes, tmpfs, publish, join []string
+	timeout                                    time.Duration
+	cpus                                       float64
+	pidsLimit, appPorts                        int
+	vscode, readOnly                           bool
+}
+
 func (a *app) createCmd() *cobra.Command {
-	var (
-		img, name, output string
-		env, labels       []string
-		timeout           time.Duration
-	)
+	var fl createFlags
 	cmd := &cobra.Command{
 		Use:   "create [--image BASE] [--name NAME] [-e K=V]... [--label K=V]... [-o json]",
 		Short: "Create a sandbox and wait until it is ready; prints its id",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output); err != nil {
+			if err := checkOutput(fl.output); err != nil {
 				return err
 			}
-			s := a.cfg.Sandbox
-			spec := sandbox.Spec{
-				Name:           name,
-				Env:            maps.Clone(s.RuntimeStartupEnvVars),
-				BindAddress:    s.RuntimeBindingAddress,
-				UseHostNetwork: s.UseHostNetwork,
-				UserID:         s.UserID,
-				Timeout:        s.Timeout.Duration,
-				Debug:          a.debug,
-				Image: sandbox.ImageSpec{
-					Base:         s.BaseContainerImage,
-					Runtime:      s.RuntimeContainerImage,
-					ExtraDeps:    s.RuntimeExtraDeps,
-					ForceRebuild: s.ForceRebuildRuntime,
-				},
-			}
-			if cmd.Flags().Changed("image") {
-				spec.Image.Base, spec.Image.Runtime = img, ""
-			}
-			if cmd.Flags().Changed("timeout") {
-				spec.Timeout = timeout
-			}
-			var err error
-			if spec.Image.BuildArgs, err = s.BuildArgs(); err != nil {
+			spec, err := a.specFromConfig()
+			if err != nil {
 				return err
 			}
-			if spec.Env == nil {
-				spec.Env = map[string]string{}
-			}
-			if err := parseKV(env, "-e", spec.Env); err != nil {
-				return err
-			}
-			spec.Labels = map[string]string{}
-			if err := parseKV(labels, "--label", spec.Labels); err != nil {
+			if err := fl.apply(cmd, &spec); err != nil {
 				return err
 			}
 			rt, err := a.runtime(cmd.Context())
@@ -74,7 +53,7 @@ func (a *app) createCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if output == "json" {
+			if fl.output == "json" {
 				return writeJSON(a.stdout, sb)
 			}
 			fmt.Fprintln(a.stdout, sb.ID)
@@ -82,13 +61,144 @@ func (a *app) createCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&img, "image", "", "base image (default: sandbox.base_container_image)")
-	f.StringVar(&name, "name", "", "a unique name to refer to the sandbox by")
-	f.StringArrayVarP(&env, "env", "e", nil, "environment variable KEY=VALUE of the sandbox's processes (repeatable)")
-	f.StringArrayVar(&labels, "label", nil, "label KEY=VALUE (repeatable)")
-	f.DurationVar(&timeout, "timeout", 0, "how long to wait for the sandbox to be ready (default: sandbox.timeout)")
-	f.StringVarP(&output, "output", "o", "", "output format: json")
+	f.StringVar(&fl.image, "image", "", "base image (default: sandbox.base_container_image)")
+	f.StringVar(&fl.name, "name", "", "a unique name to refer to the sandbox by")
+	f.StringArrayVarP(&fl.env, "env", "e", nil, "environment variable KEY=VALUE of the sandbox's processes (repeatable)")
+	f.StringArrayVar(&fl.labels, "label", nil, "label KEY=VALUE (repeatable)")
+	f.DurationVar(&fl.timeout, "timeout", 0, "how long to wait for the sandbox to be ready (default: sandbox.timeout)")
+	f.StringVar(&fl.network, "network", "", "bridge, none, internal or host (default: sandbox.network, else bridge)")
+	f.StringArrayVar(&fl.join, "network-add", nil, "also join this existing Docker network (repeatable)")
+	f.StringArrayVarP(&fl.volumes, "volume", "v", nil, "mount host:container[:rw|ro|overlay]; a relative host is a named volume (repeatable)")
+	f.StringArrayVar(&fl.tmpfs, "tmpfs", nil, "mount a tmpfs: PATH[:size=64m] (repeatable)")
+	f.StringArrayVarP(&fl.publish, "publish", "p", nil, "publish this container port on a host port from the app range (repeatable)")
+	f.BoolVar(&fl.vscode, "vscode", false, "publish a VS Code port (VSCODE_PORT in the sandbox)")
+	f.IntVar(&fl.appPorts, "app-ports", 0, "publish 0, 1 or 2 app ports (APP_PORT_1, APP_PORT_2 in the sandbox)")
+	f.StringVarP(&fl.memory, "memory", "m", "", "memory limit, e.g. 512m or 2g")
+	f.Float64Var(&fl.cpus, "cpus", 0, "CPU limit, e.g. 1.5")
+	f.IntVar(&fl.pidsLimit, "pids-limit", 0, "process limit (default 4096; -1 = none)")
+	f.StringVar(&fl.gpus, "gpus", "", `GPUs: "all" or device numbers "0,1"`)
+	f.BoolVar(&fl.readOnly, "read-only", false, "read-only root filesystem (/workspace, /tmp and /home stay writable)")
+	f.StringVarP(&fl.output, "output", "o", "", "output format: json")
 	return cmd
+}
+
+// specFromConfig is the spec the configuration describes, before flags.
+func (a *app) specFromConfig() (sandbox.Spec, error) {
+	s := a.cfg.Sandbox
+	limits, err := s.Limits()
+	if err != nil {
+		return sandbox.Spec{}, err
+	}
+	buildArgs, err := s.BuildArgs()
+	if err != nil {
+		return sandbox.Spec{}, err
+	}
+	spec := sandbox.Spec{
+		Env:            maps.Clone(s.RuntimeStartupEnvVars),
+		Labels:         map[string]string{},
+		BindAddress:    s.RuntimeBindingAddress,
+		UseHostNetwork: s.UseHostNetwork,
+		Network:        s.Network,
+		Networks:       s.AdditionalNetworks,
+		UserID:         s.UserID,
+		Timeout:        s.Timeout.Duration,
+		Debug:          a.debug,
+		VSCode:         s.PublishVSCode,
+		VSCodePort:     s.VSCodePort,
+		AppPorts:       s.PublishAppPorts,
+		Tmpfs:          s.Tmpfs,
+		Limits:         limits,
+		GPUs:           sandbox.GPUs{Enabled: s.EnableGPU},
+		ReadOnlyRootfs: s.ReadOnlyRootfs,
+		Image: sandbox.ImageSpec{
+			Base:         s.BaseContainerImage,
+			Runtime:      s.RuntimeContainerImage,
+			ExtraDeps:    s.RuntimeExtraDeps,
+			BuildArgs:    buildArgs,
+			ForceRebuild: s.ForceRebuildRuntime,
+		},
+	}
+	if s.Volumes != "" {
+		spec.Volumes = strings.Split(s.Volumes, ",")
+	}
+	if s.CUDAVisibleDevices != "" {
+		spec.GPUs.DeviceIDs = strings.Split(s.CUDAVisibleDevices, ",")
+	}
+	if spec.Env == nil {
+		spec.Env = map[string]string{}
+	}
+	return spec, nil
+}
+
+// apply lays the flags the user gave over spec; each bad value is an error
+// naming the flag.
+func (fl createFlags) apply(cmd *cobra.Command, spec *sandbox.Spec) error {
+	changed := cmd.Flags().Changed
+	spec.Name = fl.name
+	if changed("image") {
+		spec.Image.Base, spec.Image.Runtime = fl.image, ""
+	}
+	if changed("timeout") {
+		spec.Timeout = fl.timeout
+	}
+	if err := parseKV(fl.env, "-e", spec.Env); err != nil {
+		return err
+	}
+	if err := parseKV(fl.labels, "--label", spec.Labels); err != nil {
+		return err
+	}
+	if changed("network") {
+		spec.Network, spec.UseHostNetwork = fl.network, fl.network == sandbox.NetworkHost
+	}
+	spec.Networks = append(spec.Networks, fl.join...)
+	spec.Volumes = append(spec.Volumes, fl.volumes...)
+	spec.Tmpfs = append(spec.Tmpfs, fl.tmpfs...)
+	for _, p := range fl.publish {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("invalid -p %q: expected a container port 1-65535", p)
+		}
+		spec.Publish = append(spec.Publish, n)
+	}
+	if changed("vscode") {
+		spec.VSCode = fl.vscode
+	}
+	if changed("app-ports") {
+		spec.AppPorts = fl.appPorts
+	}
+	if changed("memory") {
+		n, err := config.ParseSize(fl.memory)
+		if err != nil || n < 6<<20 {
+			return fmt.Errorf("invalid --memory %q: expected a size of at least 6m, like 512m or 2g", fl.memory)
+		}
+		spec.Limits.Memory = n
+	}
+	if changed("cpus") {
+		if fl.cpus <= 0 || fl.cpus > 1024 {
+			return fmt.Errorf("invalid --cpus %v: expected a positive number of CPUs, like 1.5", fl.cpus)
+		}
+		spec.Limits.NanoCPUs, spec.Limits.CPUPeriod, spec.Limits.CPUQuota = int64(fl.cpus*1e9), 0, 0
+	}
+	if changed("pids-limit") {
+		if fl.pidsLimit == 0 || fl.pidsLimit < -1 {
+			return fmt.Errorf("invalid --pids-limit %d: expected a positive number, or -1 for none", fl.pidsLimit)
+		}
+		spec.Limits.PidsLimit = int64(fl.pidsLimit)
+	}
+	if changed("gpus") {
+		switch g := strings.TrimSpace(fl.gpus); {
+		case g == "all":
+			spec.GPUs = sandbox.GPUs{Enabled: true}
+		case g != "":
+			spec.GPUs = sandbox.GPUs{Enabled: true, DeviceIDs: strings.Split(g, ",")}
+		default:
+			return fmt.Errorf(`invalid --gpus %q: expected "all" or device numbers like "0,1"`, fl.gpus)
+		}
+	}
+	if changed("read-only") {
+		spec.ReadOnlyRootfs = fl.readOnly
+	}
+	return nil
 }
 
 func (a *app) lsCmd() *cobra.Command {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Identity is the account commands run as.
@@ -98,14 +99,17 @@ func (a Accounts) Ensure(_ context.Context, uid int) (Identity, error) {
 		Home:  filepath.Join(a.HomeBase, name),
 		Shell: firstExisting(a.Shells),
 	}
+	// On a read-only root filesystem the account cannot be written: the
+	// user then runs by number, with its home on the writable /home.
+	readOnly := func(err error) bool { return errors.Is(err, syscall.EROFS) }
 	if !groupExists(uid, gr) {
 		line := fmt.Sprintf("%s:x:%d:\n", name, id.GID)
-		if err := appendLine(a.GroupPath, groups, line); err != nil {
+		if err := appendLine(a.GroupPath, groups, line); err != nil && !readOnly(err) {
 			return Identity{}, fmt.Errorf("ensure user %d: add group: %w", uid, err)
 		}
 	}
 	line := fmt.Sprintf("%s:x:%d:%d:%s:%s:%s\n", name, id.UID, id.GID, name, id.Home, id.Shell)
-	if err := appendLine(a.PasswdPath, users, line); err != nil {
+	if err := appendLine(a.PasswdPath, users, line); err != nil && !readOnly(err) {
 		return Identity{}, fmt.Errorf("ensure user %d: add user: %w", uid, err)
 	}
 	if err := os.MkdirAll(id.Home, 0o755); err != nil {

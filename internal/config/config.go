@@ -36,6 +36,18 @@ type Sandbox struct {
 	RuntimeExtraBuildArgs []string          `toml:"runtime_extra_build_args"` // "KEY=VALUE" or "--build-arg=KEY=VALUE"; see BuildArgs
 	Timeout               Duration          `toml:"timeout"`                  // readiness timeout; default 120s
 	UserID                int               `toml:"user_id"`                  // uid in the sandbox; default 1000, 0 = root
+
+	// Keys of berth's own (OpenHands has no equivalent, or no such feature).
+	AdditionalNetworks []string `toml:"additional_networks"` // Docker networks to join (OpenHands' key)
+	Network            string   `toml:"network"`             // bridge (default), none, internal or host
+	AgentPortRange     string   `toml:"agent_port_range"`    // "" = 30000-39999 (30000-34999 on Windows/WSL2)
+	VSCodePortRange    string   `toml:"vscode_port_range"`   // "" = 40000-49999
+	AppPortRange1      string   `toml:"app_port_range_1"`    // "" = 50000-54999
+	AppPortRange2      string   `toml:"app_port_range_2"`    // "" = 55000-59999
+	PublishVSCode      bool     `toml:"publish_vscode"`      // publish a VS Code port (VSCODE_PORT); implied by vscode_port
+	PublishAppPorts    int      `toml:"publish_app_ports"`   // publish 0, 1 or 2 app ports (APP_PORT_1, APP_PORT_2)
+	ReadOnlyRootfs     bool     `toml:"read_only_rootfs"`    // read-only root; /workspace, /tmp, /home writable
+	Tmpfs              []string `toml:"tmpfs"`               // "PATH[:size=64m]" mounts
 }
 
 const (

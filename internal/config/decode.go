@@ -13,7 +13,7 @@ import (
 // implement. They are ignored (and listed in Config.Ignored) rather than
 // refused, so an OpenHands config.toml loads as it is.
 var openHandsOnly = []string{
-	"additional_networks", "api_key", "browsergym_eval_env", "close_delay",
+	"api_key", "browsergym_eval_env", "close_delay",
 	"enable_auto_lint", "initialize_plugins", "keep_runtime_alive",
 	"local_runtime_url", "pause_closed_runtimes", "platform",
 	"remote_runtime_api_timeout", "remote_runtime_api_url",

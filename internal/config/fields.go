@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/distribution/reference"
+
+	"github.com/berth-dev/berth/internal/ports"
 )
 
 // Keys of the [sandbox] table whose names other files need.
@@ -54,6 +56,80 @@ var fields = []field{
 	}},
 	{"timeout", func(s *Sandbox) any { return &s.Timeout }, checkTimeout},
 	{"user_id", func(s *Sandbox) any { return &s.UserID }, checkUserID},
+	{"additional_networks", func(s *Sandbox) any { return &s.AdditionalNetworks }, checkNetworks},
+	{"network", func(s *Sandbox) any { return &s.Network }, checkNetwork},
+	{"agent_port_range", func(s *Sandbox) any { return &s.AgentPortRange }, func(s Sandbox) problems { return checkRange(s.AgentPortRange) }},
+	{"vscode_port_range", func(s *Sandbox) any { return &s.VSCodePortRange }, func(s Sandbox) problems { return checkRange(s.VSCodePortRange) }},
+	{"app_port_range_1", func(s *Sandbox) any { return &s.AppPortRange1 }, func(s Sandbox) problems { return checkRange(s.AppPortRange1) }},
+	{"app_port_range_2", func(s *Sandbox) any { return &s.AppPortRange2 }, func(s Sandbox) problems { return checkRange(s.AppPortRange2) }},
+	{"publish_vscode", func(s *Sandbox) any { return &s.PublishVSCode }, nil},
+	{"publish_app_ports", func(s *Sandbox) any { return &s.PublishAppPorts }, func(s Sandbox) problems {
+		if s.PublishAppPorts < 0 || s.PublishAppPorts > 2 {
+			return one(strconv.Itoa(s.PublishAppPorts), "must be 0, 1 or 2")
+		}
+		return nil
+	}},
+	{"read_only_rootfs", func(s *Sandbox) any { return &s.ReadOnlyRootfs }, nil},
+	{"tmpfs", func(s *Sandbox) any { return &s.Tmpfs }, checkTmpfs},
+}
+
+func checkNetwork(s Sandbox) problems {
+	switch s.Network {
+	case "", "bridge", "none", "internal", "host":
+	default:
+		return one(show(s.Network), `must be "bridge", "none", "internal" or "host"`)
+	}
+	if s.UseHostNetwork && s.Network != "" && s.Network != "host" {
+		return one(show(s.Network), "contradicts use_host_network = true")
+	}
+	return nil
+}
+
+func checkNetworks(s Sandbox) problems {
+	for _, n := range s.AdditionalNetworks {
+		if n == "" || strings.ContainsAny(n, " /,") {
+			return one(show(n), "must be Docker network names")
+		}
+	}
+	return nil
+}
+
+func checkRange(v string) problems {
+	if v == "" {
+		return nil
+	}
+	if _, err := ports.ParseRange(v); err != nil {
+		return problems{{Value: show(v), Err: err, Reason: `must be a port range like "30000-39999"`}}
+	}
+	return nil
+}
+
+func checkTmpfs(s Sandbox) problems {
+	for _, t := range s.Tmpfs {
+		if !strings.HasPrefix(t, "/") {
+			return one(show(t), `must be "PATH[:size=64m]" with an absolute PATH`)
+		}
+	}
+	return nil
+}
+
+// PortRanges returns the configured port ranges over def (the platform's).
+func (s Sandbox) PortRanges(def ports.Ranges) (ports.Ranges, error) {
+	out := def
+	for _, x := range []struct {
+		v   string
+		dst *ports.Range
+	}{{s.AgentPortRange, &out.Agent}, {s.VSCodePortRange, &out.VSCode}, {s.AppPortRange1, &out.App1}, {s.AppPortRange2, &out.App2}} {
+		if x.v == "" {
+			continue
+		}
+		r, err := ports.ParseRange(x.v)
+		if err != nil {
+			return def, err
+		}
+		*x.dst = r
+	}
+	return out, nil
 }
 
 // fieldKeys returns the names of all keys, for suggestions.

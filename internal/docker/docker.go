@@ -85,7 +85,7 @@ var _ sandbox.Runtime = (*Runtime)(nil)
 // New returns a Runtime using engine.
 func New(engine Engine, opts Options) *Runtime {
 	if opts.Ranges == (ports.Ranges{}) {
-		opts.Ranges = ports.DefaultRanges(runtime.GOOS, kernelRelease())
+		opts.Ranges = DefaultRanges()
 	}
 	if opts.StopTimeout == 0 {
 		opts.StopTimeout = 10 * time.Second
@@ -131,6 +131,10 @@ func unreachable(host string, err error) error {
 		"  start it (`sudo systemctl start docker`, or `sudo dockerd &` where there is no systemd),\n"+
 		"  or point DOCKER_HOST at a running engine", sandbox.ErrUnavailable, host, via, err)
 }
+
+// DefaultRanges are the seed's host port ranges for this machine (other
+// ones on Windows and WSL2, whose kernels reserve ports from 49152).
+func DefaultRanges() ports.Ranges { return ports.DefaultRanges(runtime.GOOS, kernelRelease()) }
 
 // kernelRelease is uname -r, to tell WSL2 (which needs other port ranges).
 func kernelRelease() string {

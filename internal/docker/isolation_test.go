@@ -274,3 +274,15 @@ func atoiTrim(s string) int {
 	n, _ := strconv.Atoi(strings.TrimSpace(s))
 	return n
 }
+
+func TestReadOnlyRootfs(t *testing.T) {
+	h := newHarness(t, nil)
+	s := spec(t)
+	s.ReadOnlyRootfs = true
+	sb := h.create(t, s)
+	out, _ := sh(t, h, sb, `for d in /workspace /tmp "$HOME"; do touch "$d/f" && echo "$d writable"; done; touch /etc/f 2>/dev/null || echo "/etc read-only"; id -u`)
+	want := "/workspace writable\n/tmp writable\n/home/berth writable\n/etc read-only\n1000\n"
+	if out != want {
+		t.Errorf("read-only root:\n%s\nwant:\n%s", out, want)
+	}
+}
