@@ -87,6 +87,15 @@ func optionsFromEnv(getenv func(string) string) (agent.Options, error) {
 		}
 		opts.UserID = int(uid)
 	}
+	for _, dir := range strings.Split(getenv(agentapi.EnvOwnPaths), ":") {
+		if dir == "" {
+			continue
+		}
+		if !strings.HasPrefix(dir, "/") {
+			return opts, fmt.Errorf("%s: %q is not an absolute path", agentapi.EnvOwnPaths, dir)
+		}
+		opts.OwnPaths = append(opts.OwnPaths, dir)
+	}
 	if v := getenv(agentapi.EnvWorkdir); v != "" {
 		if !strings.HasPrefix(v, "/") {
 			return opts, fmt.Errorf("%s=%q is not an absolute path", agentapi.EnvWorkdir, v)

@@ -31,10 +31,11 @@ type Options struct {
 	Socket   string       // unix socket path to listen on too; "" = none
 	Listener net.Listener // used instead of Addr when set (tests)
 
-	UserID  int    // commands run as this uid; 0 = root
-	Workdir string // absolute; default /workspace
-	Version string // shown in /server_info
-	Logger  *slog.Logger
+	UserID   int      // commands run as this uid; 0 = root
+	OwnPaths []string // directories given to the user at start (mount roots)
+	Workdir  string   // absolute; default /workspace
+	Version  string   // shown in /server_info
+	Logger   *slog.Logger
 
 	// SetupUser makes sure the account exists; default Accounts{}.Ensure,
 	// which appends to /etc/passwd and /etc/group.

@@ -54,6 +54,11 @@ func NewServer(ctx context.Context, opts Options) (*Server, error) {
 	if err := prepareWorkdir(opts.Workdir, id); err != nil {
 		return nil, err
 	}
+	for _, dir := range opts.OwnPaths {
+		if err := os.Chown(dir, id.UID, id.GID); err != nil && os.Geteuid() == 0 {
+			opts.Logger.Warn("giving a mount to the sandbox user", "path", dir, "err", err)
+		}
+	}
 	cred, err := credential(id)
 	if err != nil {
 		return nil, err

@@ -24,6 +24,10 @@ const (
 	// EnvSocket is a unix socket path the agent also listens on; with it,
 	// BERTH_AGENT_PORT may be unset (a sandbox without a network).
 	EnvSocket = "BERTH_AGENT_SOCKET"
+	// EnvOwnPaths lists directories (colon-separated) that the agent gives
+	// to the sandbox user at start: the roots of its volumes and tmpfs
+	// mounts, never their content.
+	EnvOwnPaths = "BERTH_OWN_PATHS"
 )
 
 // ExecRequest starts one command. Exactly one of Argv and Command is set:

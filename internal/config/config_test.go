@@ -261,7 +261,7 @@ func TestParseErrors(t *testing.T) {
 		{"cuda", `sandbox.cuda_visible_devices = "0, 1"`, []string{`sandbox.cuda_visible_devices: must be "" (all GPUs)`, `got "0, 1"`}},
 		{"cuda dup", `sandbox.cuda_visible_devices = "1,1"`, []string{`sandbox.cuda_visible_devices`, `got "1,1"`}},
 		{"cuda negative", `sandbox.cuda_visible_devices = "-1"`, []string{`sandbox.cuda_visible_devices`, `got "-1"`}},
-		{"volume", `sandbox.volumes = "/a:relative"`, []string{`sandbox.volumes: item 1 "/a:relative": container path "relative" is not absolute`}},
+		{"volume", `sandbox.volumes = "/a:relative"`, []string{`sandbox.volumes: volume item 1 "/a:relative": container path "relative" is not absolute`}},
 		{"timeout zero", `sandbox.timeout = 0`, []string{"sandbox.timeout: must be positive", "got 0s"}},
 		{"timeout negative", `sandbox.timeout = "-5s"`, []string{"sandbox.timeout: must be positive", "got -5s"}},
 		{"user negative", `sandbox.user_id = -1`, []string{"sandbox.user_id: must be a uid 0..2147483647 (0 = root), got -1"}},
@@ -304,7 +304,7 @@ func TestValidateNamesEveryProblem(t *testing.T) {
 	c.Sandbox.Volumes = "x"
 	before := c
 	err := c.Validate()
-	wantErr(t, err, "sandbox.vscode_port", "99999", "sandbox.user_id", "-1", `sandbox.volumes: item 1 "x"`)
+	wantErr(t, err, "sandbox.vscode_port", "99999", "sandbox.user_id", "-1", `sandbox.volumes: volume item 1 "x"`)
 	if n := len(err.(interface{ Unwrap() []error }).Unwrap()); n != 3 {
 		t.Errorf("got %d joined errors, want 3", n)
 	}

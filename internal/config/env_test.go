@@ -113,7 +113,7 @@ func TestApplyEnvErrors(t *testing.T) {
 		{"SANDBOX_TIMEOUT", "1e400", []string{`SANDBOX_TIMEOUT`, `"1e400"`}},
 		{"SANDBOX_RUNTIME_BINDING_ADDRESS", "localhost", []string{`SANDBOX_RUNTIME_BINDING_ADDRESS: must be an IP address`, `"localhost"`}},
 		{"SANDBOX_BASE_CONTAINER_IMAGE", "UPPER", []string{`SANDBOX_BASE_CONTAINER_IMAGE: must be an image reference`, `"UPPER"`}},
-		{"SANDBOX_VOLUMES", "/a:/b:rx", []string{`SANDBOX_VOLUMES: item 1 "/a:/b:rx": unknown mode "rx"`}},
+		{"SANDBOX_VOLUMES", "/a:/b:rx", []string{`SANDBOX_VOLUMES: volume item 1 "/a:/b:rx": unknown mode "rx"`}},
 		{"SANDBOX_CUDA_VISIBLE_DEVICES", "all", []string{`SANDBOX_CUDA_VISIBLE_DEVICES`, `"all"`}},
 		{"SANDBOX_RUNTIME_STARTUP_ENV_VARS", "A=1", []string{`SANDBOX_RUNTIME_STARTUP_ENV_VARS: must be a JSON object or a Python dict`, `got "A=1"`}},
 		{"SANDBOX_RUNTIME_STARTUP_ENV_VARS", "['A']", []string{`SANDBOX_RUNTIME_STARTUP_ENV_VARS: must be a JSON object`, `got "['A']"`}},

@@ -104,15 +104,6 @@ func checkRange(v string) problems {
 	return nil
 }
 
-func checkTmpfs(s Sandbox) problems {
-	for _, t := range s.Tmpfs {
-		if !strings.HasPrefix(t, "/") {
-			return one(show(t), `must be "PATH[:size=64m]" with an absolute PATH`)
-		}
-	}
-	return nil
-}
-
 // PortRanges returns the configured port ranges over def (the platform's).
 func (s Sandbox) PortRanges(def ports.Ranges) (ports.Ranges, error) {
 	out := def

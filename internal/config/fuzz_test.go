@@ -117,33 +117,3 @@ func FuzzEnvValue(f *testing.F) {
 		}
 	})
 }
-
-func FuzzVolumesSyntax(f *testing.F) {
-	for _, seed := range []string{"", "/a:/b", "/a:/b:ro,/c:/d:rw", "v:/data", "/r:/w:overlay", "/a", "/a:b",
-		"/a:/b:x", ",", "/a:/b,/c:/b", " /a:/b", "C:\\x:/y", "volume:n:/p", "::", "/a:/b/../b,/c:/b"} {
-		f.Add(seed)
-	}
-	f.Fuzz(func(t *testing.T, spec string) {
-		ps := checkVolumes(spec)
-		if len(ps) > 0 {
-			for _, p := range ps {
-				if !strings.HasPrefix(p.Reason, "item ") {
-					t.Fatalf("problem does not quote its item: %q", p.Reason)
-				}
-			}
-			return
-		}
-		if spec == "" {
-			return
-		}
-		for item := range strings.SplitSeq(spec, ",") {
-			parts := strings.Split(item, ":")
-			if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || !strings.HasPrefix(parts[1], "/") {
-				t.Fatalf("accepted bad item %q", item)
-			}
-			if len(parts) == 3 && parts[2] != "rw" && parts[2] != "ro" && parts[2] != "overlay" {
-				t.Fatalf("accepted bad mode in %q", item)
-			}
-		}
-	})
-}

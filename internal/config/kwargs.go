@@ -2,6 +2,7 @@ package config
 
 import (
 	"github.com/berth-dev/berth/internal/sandbox"
+	"github.com/berth-dev/berth/internal/units"
 
 	"errors"
 	"fmt"
@@ -171,7 +172,7 @@ func intArg(ps *problems, k string, v any, lo, hi int64, want string) int64 {
 
 func sizeArg(ps *problems, k string, v any) int64 {
 	if s, ok := v.(string); ok {
-		n, err := parseSize(s)
+		n, err := units.Parse(s)
 		if err != nil {
 			*ps = append(*ps, &Error{Sub: k, Value: show(v), Reason: sizeWant + " (" + err.Error() + ")", Err: err})
 		}

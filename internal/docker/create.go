@@ -20,11 +20,13 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/gofrs/flock"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 
 	"github.com/berth-dev/berth/internal/agentapi"
 	"github.com/berth-dev/berth/internal/image"
+	"github.com/berth-dev/berth/internal/mounts"
 	"github.com/berth-dev/berth/internal/ports"
 	"github.com/berth-dev/berth/internal/sandbox"
 )
@@ -45,6 +47,10 @@ const (
 // released and its directories deleted: a failed create leaves nothing.
 func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbox, error) {
 	if err := r.normalize(&spec); err != nil {
+		return sandbox.Sandbox{}, err
+	}
+	ms, err := parseMounts(spec)
+	if err != nil {
 		return sandbox.Sandbox{}, err
 	}
 	img, err := r.opts.Images.Resolve(ctx, spec.Image)
@@ -68,6 +74,15 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbo
 			r.releaseAll(id, log)
 		}
 	}()
+	overlay, err := r.overlays().Prepare(id, ms, -1, -1)
+	if err != nil {
+		return sandbox.Sandbox{}, fmt.Errorf("%w: create sandbox %s: %v", sandbox.ErrInvalidSpec, id, err)
+	}
+	volumeLabels := map[string]string{sandbox.LabelID: id, sandbox.LabelOwner: spec.Owner}
+	if v, ok := spec.Labels[testRunLabel]; ok {
+		volumeLabels[testRunLabel] = v // lets test runs find and remove the volumes they made
+	}
+	dmounts := mounts.Docker(ms, overlay, volumeLabels)
 	socketDir := ""
 	if usesSocket(spec.Network) {
 		if socketDir, err = r.sandboxDir(id); err != nil {
@@ -83,7 +98,7 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbo
 		if err != nil {
 			return sandbox.Sandbox{}, fmt.Errorf("create sandbox %s: %w", id, err)
 		}
-		containerID, err = r.createContainer(ctx, id, key, img.Ref, spec, plan, socketDir)
+		containerID, err = r.createContainer(ctx, id, key, img.Ref, spec, plan, socketDir, dmounts)
 		if err != nil {
 			return sandbox.Sandbox{}, err
 		}
@@ -227,7 +242,7 @@ func portEnv(plan []sandbox.Port) []string {
 
 // createContainer creates (does not start) the container. A name is checked
 // for uniqueness under a machine-wide lock held until the container exists.
-func (r *Runtime) createContainer(ctx context.Context, id, key, ref string, spec sandbox.Spec, plan []sandbox.Port, socketDir string) (string, error) {
+func (r *Runtime) createContainer(ctx context.Context, id, key, ref string, spec sandbox.Spec, plan []sandbox.Port, socketDir string, ms []mount.Mount) (string, error) {
 	if spec.Name != "" {
 		unlock, err := r.lockNames(ctx)
 		if err != nil {
@@ -278,6 +293,15 @@ func (r *Runtime) createContainer(ctx context.Context, id, key, ref string, spec
 		agentapi.EnvUserID+"="+strconv.Itoa(spec.UserID),
 		agentapi.EnvWorkdir+"="+defaultWorkdir,
 	)
+	var own []string
+	for _, m := range ms {
+		if m.Type == mount.TypeTmpfs || m.Type == mount.TypeVolume && (m.VolumeOptions == nil || m.VolumeOptions.DriverConfig == nil) {
+			own = append(own, m.Target) // named volumes and tmpfs; never host dirs
+		}
+	}
+	if len(own) > 0 {
+		env = append(env, agentapi.EnvOwnPaths+"="+strings.Join(own, ":"))
+	}
 	if socketDir != "" {
 		env = append(env, agentapi.EnvSocket+"="+socketMount+"/"+socketName)
 	} else {
@@ -297,8 +321,16 @@ func (r *Runtime) createContainer(ctx context.Context, id, key, ref string, spec
 		StopTimeout: &stopTimeout,
 	}
 	host := hostConfig(spec)
+	host.Mounts = ms
 	if spec.ReadOnlyRootfs {
-		host.Tmpfs = map[string]string{"/tmp": "rw,nosuid,nodev,mode=1777", "/home": "rw,nosuid,nodev,mode=755", defaultWorkdir: "rw,nosuid,nodev,mode=755", "/run": "rw,nosuid,nodev,mode=755"}
+		// The places a sandbox writes to stay writable, unless a mount of
+		// the caller's is already there.
+		host.Tmpfs = map[string]string{}
+		for dir, opts := range map[string]string{"/tmp": "mode=1777", "/home": "mode=755", defaultWorkdir: "mode=755", "/run": "mode=755"} {
+			if !slices.ContainsFunc(ms, func(m mount.Mount) bool { return m.Target == dir }) {
+				host.Tmpfs[dir] = "rw,nosuid,nodev," + opts
+			}
+		}
 	}
 	if socketDir != "" {
 		host.Binds = append(host.Binds, socketDir+":"+socketMount)
@@ -354,7 +386,38 @@ func (r *Runtime) releaseAll(id string, log interface{ Warn(string, ...any) }) {
 		if err := os.RemoveAll(filepath.Join(r.opts.StateDir, "sandboxes", id)); err != nil {
 			log.Warn("removing sandbox dir", "sandbox", id, "err", err)
 		}
+		if err := r.overlays().Remove(id); err != nil {
+			log.Warn("removing overlay dirs", "sandbox", id, "err", err)
+		}
 	}
+}
+
+// overlays is where the upper and work dirs of overlay mounts live.
+func (r *Runtime) overlays() mounts.Overlays {
+	return mounts.Overlays{Root: filepath.Join(r.opts.StateDir, "overlay")}
+}
+
+// testRunLabel marks the objects of a test run (see internal/dockertest);
+// volumes made through a sandbox's mounts carry it too.
+const testRunLabel = "berth.test-run"
+
+// parseMounts reads the spec's volumes and tmpfs mounts; every bad item is
+// reported, quoted.
+func parseMounts(spec sandbox.Spec) ([]mounts.Mount, error) {
+	ms, err := mounts.ParseVolumeList(spec.Volumes)
+	errs := []error{err}
+	for _, t := range spec.Tmpfs {
+		m, err := mounts.ParseTmpfs(t)
+		errs = append(errs, err)
+		if err == nil {
+			m.Index = len(ms)
+			ms = append(ms, m)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("%w: %w", sandbox.ErrInvalidSpec, err)
+	}
+	return ms, nil
 }
 
 // Where the agent's socket lives: a per-sandbox host dir, bind-mounted.

@@ -142,7 +142,15 @@ func sweep(c *client.Client, runID string) int {
 	for _, it := range res.Items {
 		_, _ = c.ContainerRemove(ctx, it.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 	}
-	return len(res.Items)
+	n := len(res.Items)
+	// Named volumes outlive their sandboxes by design; a test run's go now.
+	vols, err := c.VolumeList(ctx, client.VolumeListOptions{Filters: make(client.Filters).Add("label", Label+"="+runID)})
+	if err == nil {
+		for _, v := range vols.Items {
+			_, _ = c.VolumeRemove(ctx, v.Name, client.VolumeRemoveOptions{Force: true})
+		}
+	}
+	return n
 }
 
 // buildAgent compiles cmd/berth-agent as a static binary.
