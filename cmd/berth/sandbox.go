@@ -206,7 +206,7 @@ func (a *app) lsCmd() *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
 		Use:     "ls [-a] [-o json]",
-		Aliases: []string{"list", "ps"},
+		Aliases: []string{"list"},
 		Short:   "List sandboxes (running ones; -a for all)",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -20,8 +20,12 @@ const (
 	DefaultMaxRequestBytes = 64 << 20
 	DefaultOutputGrace     = 250 * time.Millisecond
 	DefaultShutdownTimeout = 500 * time.Millisecond
-	DefaultWorkdir         = "/workspace"
-	DefaultUserID          = 1000
+
+	// maxDrain bounds how long output is read after a command exits while
+	// a process it left behind keeps writing to its pipes or terminal.
+	maxDrain       = 5 * time.Second
+	DefaultWorkdir = "/workspace"
+	DefaultUserID  = 1000
 )
 
 // Options configure the agent. Key, and Addr or Listener, are required.

@@ -146,6 +146,7 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, p *process, 
 		exited   = p.exited
 		done     = ctx.Done()
 		grace    <-chan time.Time
+		graceT   *time.Timer
 		open     = 2
 		sent     int64
 		dropped  int64
@@ -160,6 +161,12 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, p *process, 
 	for open > 0 || exited != nil {
 		select {
 		case c := <-chunks:
+			if graceT != nil && time.Since(ended) < maxDrain {
+				// Output still flows after the exit: the grace counts from
+				// the last chunk, so a slow client loses nothing (but a
+				// daemon writing forever does not hold the call).
+				graceT.Reset(s.opts.OutputGrace)
+			}
 			if c.eof {
 				open--
 				continue
@@ -183,9 +190,9 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, p *process, 
 			ended = time.Now()
 			// A backgrounded grandchild may hold the pipes open forever:
 			// give the output a short grace, then stop reading.
-			t := time.NewTimer(s.opts.OutputGrace)
-			defer t.Stop()
-			grace = t.C
+			graceT = time.NewTimer(s.opts.OutputGrace)
+			defer graceT.Stop()
+			grace = graceT.C
 		case <-timeout:
 			timeout = nil
 			timedOut = true

@@ -181,10 +181,15 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		got := sha256.Sum256([]byte(r.Header.Get(agentapi.HeaderKey)))
+		key := r.Header.Get(agentapi.HeaderKey)
+		if key == "" && r.URL.Path == agentapi.PathPTY {
+			// Browsers cannot set headers on a websocket: the key may come in the query.
+			key = r.URL.Query().Get(agentapi.QueryKey)
+		}
+		got := sha256.Sum256([]byte(key))
 		if subtle.ConstantTimeCompare(got[:], s.keySum[:]) != 1 {
 			msg := "header " + agentapi.HeaderKey + " is missing"
-			if r.Header.Get(agentapi.HeaderKey) != "" {
+			if key != "" {
 				msg = "header " + agentapi.HeaderKey + " does not match the sandbox's key"
 			}
 			writeError(w, newAPIError(http.StatusUnauthorized, agentapi.CodeUnauthorized, "%s", msg))
