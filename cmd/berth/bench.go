@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os/exec"
 
@@ -29,8 +30,12 @@ func (a *app) benchCmd() *cobra.Command {
 			if n < 1 {
 				return fmt.Errorf("invalid -n %d: at least 1 round", n)
 			}
-			if scenario != "create" {
-				return fmt.Errorf("invalid --scenario %q: the scenario measured today is \"create\"", scenario)
+			run, ok := map[string]func(context.Context, bench.Runtime, bench.Agents, bench.Options) (bench.Report, error){
+				"create": bench.Create,
+				"exec":   bench.Exec,
+			}[scenario]
+			if !ok {
+				return fmt.Errorf("invalid --scenario %q: use create or exec", scenario)
 			}
 			rt, err := a.runtime(cmd.Context())
 			if err != nil {
@@ -55,7 +60,7 @@ func (a *app) benchCmd() *cobra.Command {
 				}
 			}
 			agents := func(sb sandbox.Sandbox) *agentapi.Client { return agentapi.New(sb.AgentURL, sb.Key, rt.HTTPClient()) }
-			rep, err := bench.Create(cmd.Context(), rt, agents, opts)
+			rep, err := run(cmd.Context(), rt, agents, opts)
 			if err != nil {
 				return err
 			}
@@ -68,7 +73,7 @@ func (a *app) benchCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.IntVarP(&n, "rounds", "n", 20, "rounds per side")
 	f.StringVar(&img, "image", "", "base image (default: sandbox.base_container_image)")
-	f.StringVar(&scenario, "scenario", "create", "what to measure: create")
+	f.StringVar(&scenario, "scenario", "create", "what to measure: create (create→ready, first command) or exec (round trip of true)")
 	f.BoolVar(&skipDocker, "no-docker", false, "skip the raw Docker baseline")
 	f.StringVarP(&output, "output", "o", "", "output format: json")
 	return cmd

@@ -215,3 +215,51 @@ func (r Report) WriteJSON(w io.Writer) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
 }
+
+// Exec measures the exec round trip of `true` through the agent, N times,
+// interleaved with `docker exec ID true` on the same sandbox's container.
+func Exec(ctx context.Context, rt Runtime, agents Agents, opts Options) (Report, error) {
+	rep := Report{Started: time.Now().UTC(), Image: opts.Spec.Image.Base, N: opts.N}
+	sb, err := rt.Create(ctx, opts.Spec)
+	if err != nil {
+		return rep, fmt.Errorf("bench exec: %w", err)
+	}
+	defer rt.Remove(context.WithoutCancel(ctx), sb.ID)
+	agent := agents(sb)
+	var viaAgent, viaDocker []time.Duration
+	var agentFail, dockerFail int
+	for i := range opts.N + 1 { // round 0 warms both paths up
+		t0 := time.Now()
+		_, _, exit, err := agent.ExecOutput(ctx, agentapi.ExecRequest{Argv: []string{"true"}})
+		d := time.Since(t0)
+		if i > 0 {
+			if err != nil || exit.ExitCode != 0 {
+				agentFail++
+			} else {
+				viaAgent = append(viaAgent, d)
+			}
+		}
+		if opts.Docker != "" {
+			t0 = time.Now()
+			err := exec.CommandContext(ctx, opts.Docker, "exec", sb.ContainerID, "true").Run()
+			d = time.Since(t0)
+			if i > 0 {
+				if err != nil {
+					dockerFail++
+				} else {
+					viaDocker = append(viaDocker, d)
+				}
+			}
+		}
+	}
+	rep.Metrics = append(rep.Metrics, Summarize("exec_round_trip", "berth", viaAgent, agentFail))
+	if opts.Docker != "" {
+		m := Summarize("exec_round_trip", "docker", viaDocker, dockerFail)
+		m.Command = "docker exec ID true"
+		rep.Metrics = append(rep.Metrics, m)
+		if b := rep.Metrics[0]; b.P50MS > 0 {
+			rep.Ratios = append(rep.Ratios, Ratio{Berth: "exec_round_trip", Docker: "exec_round_trip", P50: math.Round(b.P50MS/m.P50MS*1000) / 1000})
+		}
+	}
+	return rep, nil
+}
