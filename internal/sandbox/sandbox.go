@@ -56,9 +56,10 @@ type Sandbox struct {
 	State        string            `json:"state"` // raw Docker state: created, running, paused, exited, ...
 	ExitCode     int               `json:"exit_code"`
 	OOMKilled    bool              `json:"oom_killed"`
-	Error        string            `json:"error,omitempty"` // Docker's error for the container, if any
-	Image        string            `json:"image"`           // the base image asked for
-	RuntimeImage string            `json:"runtime_image"`   // the image the container runs
+	Error        string            `json:"error,omitempty"`  // Docker's error for the container, if any
+	Reason       string            `json:"reason,omitempty"` // why the status is what it is, e.g. a failing health check
+	Image        string            `json:"image"`            // the base image asked for
+	RuntimeImage string            `json:"runtime_image"`    // the image the container runs
 	CreatedAt    time.Time         `json:"created_at"`
 	Ports        []Port            `json:"ports"`
 	URLs         map[string]string `json:"urls"`
