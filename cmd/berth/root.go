@@ -60,6 +60,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(a.processCmds()...)
 	root.AddCommand(a.shellCmds()...)
 	root.AddCommand(a.cpCmds()...)
+	root.AddCommand(a.fileCmds()...)
 	return root
 }
 

@@ -214,8 +214,12 @@ func codeForStatus(status int) string {
 		return CodeBadRequest
 	case http.StatusUnauthorized:
 		return CodeUnauthorized
+	case http.StatusForbidden:
+		return CodeForbidden
 	case http.StatusNotFound:
 		return CodeNotFound
+	case http.StatusConflict:
+		return CodeConflict
 	case http.StatusMethodNotAllowed:
 		return CodeMethodNotAllowed
 	case http.StatusRequestEntityTooLarge:
@@ -224,6 +228,8 @@ func codeForStatus(status int) string {
 		return CodeBusy
 	case http.StatusServiceUnavailable:
 		return CodeUnavailable
+	case http.StatusInsufficientStorage:
+		return CodeInsufficientStorage
 	}
 	return CodeInternal
 }

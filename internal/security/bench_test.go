@@ -1,0 +1,33 @@
+package security
+
+import "testing"
+
+// typicalCommand is the shape of most agent commands.
+const typicalCommand = "cd /workspace/repo && python -m pytest -x tests/ 2>&1 | tail -50"
+
+func BenchmarkCommandTypical(b *testing.B) {
+	a, err := New(DefaultRules())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if as := a.Command(typicalCommand); as.Level != LevelLow {
+			b.Fatalf("typical command judged %v: %+v", as.Level, as.Findings)
+		}
+	}
+}
+
+func BenchmarkCommandDangerous(b *testing.B) {
+	a, err := New(DefaultRules())
+	if err != nil {
+		b.Fatal(err)
+	}
+	const cmd = `X=/; sudo sh -c "cd $X && rm -rf *" | tee /tmp/log`
+	b.ReportAllocs()
+	for b.Loop() {
+		if as := a.Command(cmd); as.Level != LevelHigh {
+			b.Fatalf("judged %v", as.Level)
+		}
+	}
+}
