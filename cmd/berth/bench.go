@@ -17,6 +17,7 @@ func (a *app) benchCmd() *cobra.Command {
 		n           int
 		img, output string
 		scenario    string
+		network     string
 		skipDocker  bool
 	)
 	cmd := &cobra.Command{
@@ -48,6 +49,9 @@ func (a *app) benchCmd() *cobra.Command {
 			if cmd.Flags().Changed("image") {
 				spec.Image = sandbox.ImageSpec{Base: img}
 			}
+			if cmd.Flags().Changed("network") {
+				spec.Network, spec.UseHostNetwork = network, network == sandbox.NetworkHost
+			}
 			if spec.Image.Runtime != "" {
 				return fmt.Errorf("bench compares building on a base image with docker run of that image: unset runtime_container_image or pass --image")
 			}
@@ -75,6 +79,7 @@ func (a *app) benchCmd() *cobra.Command {
 	f.StringVar(&img, "image", "", "base image (default: sandbox.base_container_image)")
 	f.StringVar(&scenario, "scenario", "create", "what to measure: create (create→ready, first command) or exec (round trip of true)")
 	f.BoolVar(&skipDocker, "no-docker", false, "skip the raw Docker baseline")
+	f.StringVar(&network, "network", "", "network of berth's sandboxes: bridge, none, internal or host")
 	f.StringVarP(&output, "output", "o", "", "output format: json")
 	return cmd
 }

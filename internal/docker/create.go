@@ -83,8 +83,11 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbo
 		volumeLabels[testRunLabel] = v // lets test runs find and remove the volumes they made
 	}
 	dmounts := mounts.Docker(ms, overlay, volumeLabels)
+	// The agent also listens on a unix socket in a bind-mounted dir: the
+	// only way in without a network, and on a local engine the fastest
+	// (it skips Docker's port proxy: ~0.8 ms of every call).
 	socketDir := ""
-	if usesSocket(spec.Network) {
+	if usesSocket(spec.Network) || r.localEngine() && r.opts.StateDir != "" {
 		if socketDir, err = r.sandboxDir(id); err != nil {
 			return sandbox.Sandbox{}, fmt.Errorf("create sandbox %s: %w", id, err)
 		}
@@ -304,7 +307,8 @@ func (r *Runtime) createContainer(ctx context.Context, id, key, ref string, spec
 	}
 	if socketDir != "" {
 		env = append(env, agentapi.EnvSocket+"="+socketMount+"/"+socketName)
-	} else {
+	}
+	if !usesSocket(spec.Network) {
 		env = append(env, agentapi.EnvPort+"="+strconv.Itoa(plan[0].Container))
 	}
 
@@ -418,6 +422,12 @@ func parseMounts(spec sandbox.Spec) ([]mounts.Mount, error) {
 		return nil, fmt.Errorf("%w: %w", sandbox.ErrInvalidSpec, err)
 	}
 	return ms, nil
+}
+
+// localEngine reports whether the engine runs on this machine (a unix
+// socket), so that a host dir bind-mounted into a sandbox is shared with it.
+func (r *Runtime) localEngine() bool {
+	return r.opts.DaemonHost == "" || strings.HasPrefix(r.opts.DaemonHost, "unix://")
 }
 
 // Where the agent's socket lives: a per-sandbox host dir, bind-mounted.

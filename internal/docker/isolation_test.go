@@ -230,8 +230,12 @@ func TestNetworkHost(t *testing.T) {
 	s := spec(t)
 	s.Network = sandbox.NetworkHost
 	sb := h.create(t, s)
-	if !strings.HasPrefix(sb.AgentURL, "http://127.0.0.1:") {
-		t.Errorf("agent URL %q", sb.AgentURL)
+	if !strings.HasPrefix(sb.URLs["agent"], "http://127.0.0.1:") {
+		t.Errorf("agent URL %q", sb.URLs["agent"])
+	}
+	// The published port answers too (not only the socket berth prefers).
+	if got := httpGet(t, sb.URLs["agent"]+"/alive"); !strings.Contains(got, "ok") {
+		t.Errorf("GET %s/alive: %q", sb.URLs["agent"], got)
 	}
 	hostIfaces, err := os.ReadDir("/sys/class/net")
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -325,11 +326,18 @@ func (r *Runtime) addPorts(sb *sandbox.Sandbox, labels map[string]string, bind, 
 		sb.Ports = append(sb.Ports, p)
 		sb.URLs[p.Name] = r.agentURL(bind, p.HostPort)
 	}
+	sb.AgentURL = sb.URLs["agent"]
 	if socketDir != "" {
-		sb.AgentURL = "unix://" + filepath.Join(socketDir, socketName)
-		sb.URLs["agent"] = sb.AgentURL
-	} else {
-		sb.AgentURL = sb.URLs["agent"]
+		// The socket is reachable from this machine only: prefer it when it
+		// is there (it skips Docker's port proxy), and show it when there is
+		// no TCP port at all.
+		sock := filepath.Join(socketDir, socketName)
+		if _, err := os.Stat(sock); err == nil || sb.AgentURL == "" {
+			sb.AgentURL = "unix://" + sock
+		}
+		if sb.URLs["agent"] == "" {
+			sb.URLs["agent"] = sb.AgentURL
+		}
 	}
 }
 

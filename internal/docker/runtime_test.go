@@ -47,6 +47,14 @@ func TestLifecycle(t *testing.T) {
 	if sb.Key == "" || len(sb.Ports) != 1 || sb.Ports[0].HostIP != "127.0.0.1" || sb.URLs["agent"] == "" {
 		t.Errorf("record: key set %v, ports %+v, urls %v", sb.Key != "", sb.Ports, sb.URLs)
 	}
+	// On a local engine berth reaches the agent through its socket; the
+	// published port answers all the same.
+	if !strings.HasPrefix(sb.AgentURL, "unix://") {
+		t.Errorf("agent reached at %q, want its unix socket", sb.AgentURL)
+	}
+	if got := httpGet(t, sb.URLs["agent"]+"/alive"); !strings.Contains(got, "ok") {
+		t.Errorf("GET %s/alive: %q", sb.URLs["agent"], got)
+	}
 	if !strings.HasPrefix(sb.RuntimeImage, "berth-runtime:") || sb.Image != s.Image.Base {
 		t.Errorf("images: %q from %q", sb.RuntimeImage, sb.Image)
 	}
