@@ -16,7 +16,6 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
-	"github.com/berth-dev/berth/internal/agentapi"
 	"github.com/berth-dev/berth/internal/sandbox"
 )
 
@@ -226,41 +225,7 @@ func (r *Runtime) inspect(ctx context.Context, containerID string) (sandbox.Sand
 		}
 		return sandbox.Sandbox{}, fmt.Errorf("inspect container %s: %w", containerID, translate(err))
 	}
-	c := res.Container
-	sb := r.base(c.ID, c.Config.Labels)
-	if c.State != nil {
-		sb.State = string(c.State.Status)
-		sb.ExitCode = c.State.ExitCode
-		sb.OOMKilled = c.State.OOMKilled
-		sb.Error = c.State.Error
-	}
-	sb.Status = sandbox.StatusFromState(sb.State)
-	if t, err := time.Parse(time.RFC3339Nano, c.Created); err == nil {
-		sb.CreatedAt = t.UTC()
-	}
-	for _, kv := range c.Config.Env {
-		if v, ok := strings.CutPrefix(kv, agentapi.EnvKey+"="); ok {
-			sb.Key = v
-		}
-	}
-	bind := defaultBindAddress
-	if c.HostConfig != nil {
-		for _, bs := range c.HostConfig.PortBindings {
-			for _, b := range bs {
-				if b.HostIP.IsValid() {
-					bind = b.HostIP.String()
-				}
-			}
-		}
-	}
-	socketDir := ""
-	for _, m := range c.Mounts {
-		if m.Destination == socketMount {
-			socketDir = m.Source
-		}
-	}
-	r.addPorts(&sb, c.Config.Labels, bind, socketDir)
-	return sb, nil
+	return r.FromInspect(res.Container), nil
 }
 
 func (r *Runtime) fromSummary(c container.Summary) sandbox.Sandbox {

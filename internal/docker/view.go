@@ -20,7 +20,6 @@ func (r *Runtime) FromSummary(c container.Summary) sandbox.Sandbox { return r.fr
 // FromInspect builds a sandbox record from a container's inspect answer,
 // exactly as Get does, without calling the engine.
 func (r *Runtime) FromInspect(c container.InspectResponse) sandbox.Sandbox {
-	// Keep in step with inspect in lifecycle.go (which could call this).
 	var labels map[string]string
 	var env []string
 	if c.Config != nil {

@@ -45,15 +45,16 @@ type Filter struct {
 	Label  map[string]string // all must match
 }
 
-// The Monitor's API, implemented in this package (see view.go, health.go,
-// policy.go, reconcile.go):
+// The Monitor's API, implemented in this package (view.go: the view and
+// Run; events.go: the Docker event stream; pubsub.go: Subscribe and
+// Publish; health.go, policy.go, reconcile.go, metrics.go):
 //
 //	func New(opts Options) (*Monitor, error)
 //	func (m *Monitor) Run(ctx context.Context) error      // blocks until ctx ends
 //	func (m *Monitor) Synced() <-chan struct{}            // closed once the view is rebuilt from labels
 //	func (m *Monitor) List(f Filter) []sandbox.Sandbox    // newest first
 //	func (m *Monitor) Get(id string) (sandbox.Sandbox, bool)
-//	func (m *Monitor) Subscribe(ctx context.Context) <-chan Event // closed when ctx ends
+//	func (m *Monitor) Subscribe(ctx context.Context) <-chan Event // closed when ctx ends, or when the subscriber falls behind
 //	func (m *Monitor) Publish(e Event)                    // events the server knows first (ready, policy, ...)
 //	func (m *Monitor) Touch(id string)                    // API activity, for the idle policy
 //
