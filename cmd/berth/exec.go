@@ -83,7 +83,7 @@ func (a *app) execCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.DurationVar(&timeout, "timeout", 0, "kill the command after this long and exit 124 (0 = no limit)")
+	f.DurationVar(&timeout, "timeout", 0, "kill the command after this long and exit 124 (0 = no limit); with --session the command is left running")
 	f.StringVar(&cwd, "cwd", "", "working directory (absolute, or relative to /workspace)")
 	f.StringArrayVarP(&env, "env", "e", nil, "environment variable KEY=VALUE (repeatable)")
 	f.StringVar(&session, "session", "", "run in the named persistent shell session (cwd, env and functions persist)")

@@ -61,6 +61,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(a.shellCmds()...)
 	root.AddCommand(a.cpCmds()...)
 	root.AddCommand(a.fileCmds()...)
+	root.AddCommand(a.sessionCmds()...)
 	return root
 }
 

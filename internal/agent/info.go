@@ -12,9 +12,7 @@ func (s *Server) handleServerInfo(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.serverInfo(r.Context(), time.Now()))
 }
 
-// serverInfo gathers what GET /server_info shows. Resource figures (cgroup
-// memory and CPU, disk of the workdir) belong here, behind their own
-// functions, when they are added.
+// serverInfo gathers what GET /server_info shows.
 func (s *Server) serverInfo(_ context.Context, now time.Time) agentapi.ServerInfo {
 	procs := s.procs.count()
 	idle := 0.0
@@ -31,5 +29,6 @@ func (s *Server) serverInfo(_ context.Context, now time.Time) agentapi.ServerInf
 		User:          s.user.Name,
 		Workdir:       s.opts.Workdir,
 		Processes:     procs,
+		Resources:     resources(cgroupRoot, s.opts.Workdir),
 	}
 }

@@ -99,7 +99,7 @@ const (
 	CodeMethodNotAllowed = "method_not_allowed" // 405: path exists, method does not
 	CodeTooLarge         = "too_large"          // 413: request body over the agent's limit
 	CodeConflict         = "conflict"           // 409: valid request at odds with the current state (exists, still running, ...)
-	CodeBusy             = "busy"               // 429: too many running processes
+	CodeBusy             = "busy"               // 429: at the process limit; 409: a session's command still runs
 	CodeInternal         = "internal"           // 500: a fault of the agent, never of the caller
 	CodeUnavailable      = "unavailable"        // 503: the agent is shutting down
 )
@@ -116,4 +116,26 @@ type ServerInfo struct {
 	User        string  `json:"user"`
 	Workdir     string  `json:"workdir"`
 	Processes   int     `json:"processes"` // processes the agent started that are still running
+
+	// Resources of the whole sandbox (its cgroup) and its disks; a figure
+	// the kernel does not give is 0, a limit that is not set is -1.
+	Resources Resources `json:"resources"`
+}
+
+// Resources are a sandbox's usage and limits.
+type Resources struct {
+	MemoryBytes      int64   `json:"memory_bytes"`       // in use, page cache included
+	MemoryLimitBytes int64   `json:"memory_limit_bytes"` // -1 = none
+	CPUSeconds       float64 `json:"cpu_seconds"`        // consumed since the sandbox started
+	CPULimit         float64 `json:"cpu_limit"`          // in CPUs; -1 = none
+	Pids             int64   `json:"pids"`
+	PidsLimit        int64   `json:"pids_limit"` // -1 = none
+	Disks            []Disk  `json:"disks"`      // of / and of the workdir
+}
+
+// Disk is the space of one file system.
+type Disk struct {
+	Path       string `json:"path"`
+	TotalBytes int64  `json:"total_bytes"`
+	FreeBytes  int64  `json:"free_bytes"` // available to the sandbox user
 }

@@ -83,3 +83,19 @@ func TestOneShotExecInContainer(t *testing.T) {
 		t.Errorf("zombies left: %q", out)
 	}
 }
+
+// /server_info reports the sandbox's own cgroup and disks.
+func TestServerInfoResources(t *testing.T) {
+	b := newBox(t, dockertest.BusyboxImage)
+	info, err := b.agent.ServerInfo(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := info.Resources
+	if r.MemoryBytes <= 0 || r.PidsLimit != 4096 || r.Pids < 1 || len(r.Disks) != 2 || r.Disks[1].Path != "/workspace" {
+		t.Errorf("resources: %+v", r)
+	}
+	if info.User != "berth" || info.UserID != 1000 {
+		t.Errorf("user %q %d", info.User, info.UserID)
+	}
+}
