@@ -20,6 +20,16 @@ $berth exec "$id" -- sh -c 'for i in 1 2 3; do echo "tick $i"; sleep 0.3; done'
 say berth exec --timeout 1s "$id" -- sleep 10
 set +e; $berth exec --timeout 1s "$id" -- sleep 10; echo "exit code $?"; set -e
 
+say berth exec --session main "$id" -- 'cd /tmp && export GREETING=hi'
+$berth exec --session main "$id" -- 'cd /tmp && export GREETING=hi'
+say berth exec --session main "$id" -- 'echo "$GREETING from $(pwd)"'
+$berth exec --session main "$id" -- 'echo "$GREETING from $(pwd)"'
+
+say berth cp README.md "$id":/workspace/README.md
+$berth cp README.md "$id":/workspace/README.md
+say berth exec "$id" -- sh -c 'ls -l /workspace && head -3 /workspace/README.md'
+$berth exec "$id" -- sh -c 'ls -l /workspace && head -3 /workspace/README.md'
+
 say berth pause "$id"; $berth pause "$id"
 say berth ls; $berth ls -a
 say berth resume "$id"; $berth resume "$id"

@@ -228,7 +228,7 @@ func (a *app) lsCmd() *cobra.Command {
 			fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tSTATE\tIMAGE\tCREATED\tAGENT")
 			for _, sb := range list {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sb.ID, dash(sb.Name), sb.Status, sb.State, sb.Image,
-					ago(time.Since(sb.CreatedAt)), dash(sb.AgentURL))
+					ago(time.Since(sb.CreatedAt)), dash(sb.URLs["agent"]))
 			}
 			return tw.Flush()
 		},
