@@ -30,7 +30,7 @@ type box struct {
 
 // newBox creates a sandbox from base (dockertest.DebianImage has bash,
 // dockertest.BusyboxImage only sh) and removes it when the test ends.
-func newBox(t *testing.T, base string) *box {
+func newBox(t testing.TB, base string) *box {
 	t.Helper()
 	c := env.Require(t)
 	env.RequireImage(t, base)
