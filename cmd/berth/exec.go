@@ -93,7 +93,7 @@ func (a *app) execCmd() *cobra.Command {
 
 // agentFor finds a running sandbox and returns a client of its agent.
 func (a *app) agentFor(ctx context.Context, ref string) (sandbox.Sandbox, *agentapi.Client, error) {
-	rt, err := a.runtime(ctx)
+	rt, err := a.sandboxes(ctx)
 	if err != nil {
 		return sandbox.Sandbox{}, nil, err
 	}
@@ -104,5 +104,9 @@ func (a *app) agentFor(ctx context.Context, ref string) (sandbox.Sandbox, *agent
 	if sb.Status != sandbox.StatusRunning {
 		return sb, nil, fmt.Errorf("%w: sandbox %s is %s (%s); `berth resume %s` first", sandbox.ErrNotRunning, sb.ID, sb.Status, sb.State, sb.ID)
 	}
-	return sb, agentapi.New(sb.AgentURL, sb.Key, rt.HTTPClient()), nil
+	if a.remote != nil {
+		// Through the server's proxy: its token, not the sandbox's key.
+		return sb, a.remote.Agent(sb.ID), nil
+	}
+	return sb, agentapi.New(sb.AgentURL, sb.Key, a.rt.HTTPClient()), nil
 }

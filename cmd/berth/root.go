@@ -13,10 +13,12 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	berthclient "github.com/berth-dev/berth/internal/client"
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/docker"
 	"github.com/berth-dev/berth/internal/image"
 	"github.com/berth-dev/berth/internal/ports"
+	"github.com/berth-dev/berth/internal/sandbox"
 )
 
 // app is what every command shares: configuration, logger, and (made on
@@ -26,12 +28,14 @@ type app struct {
 	configPath     string
 	debug          bool
 	output         string
+	host           string // --host / BERTH_HOST: drive this berth server instead of Docker
 
 	cfg    config.Config
 	log    *slog.Logger
 	engine *client.Client
 	rt     *docker.Runtime
 	images *image.Resolver
+	remote *berthclient.Client // set when --host / BERTH_HOST names a server
 }
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
@@ -51,11 +55,12 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		},
 	}
 	root.PersistentFlags().StringVar(&a.configPath, "config", "", "config file (default: berth/berth.toml in the user's config dir)")
+	root.PersistentFlags().StringVar(&a.host, "host", os.Getenv(berthclient.EnvHost), "drive the berth server at this address (http://HOST:PORT) instead of the local Docker engine; token in BERTH_TOKEN (also BERTH_HOST)")
 	root.PersistentFlags().BoolVar(&a.debug, "debug", os.Getenv("DEBUG_RUNTIME") == "1" || os.Getenv("DEBUG_RUNTIME") == "true", "debug logging; stream container logs while waiting for readiness (also DEBUG_RUNTIME=1)")
 	root.AddCommand(
 		a.createCmd(), a.lsCmd(), a.inspectCmd(), a.execCmd(),
 		a.pauseCmd(), a.resumeCmd(), a.stopCmd(), a.rmCmd(),
-		a.logsCmd(), a.imageCmd(), a.benchCmd(),
+		a.logsCmd(), a.imageCmd(), a.benchCmd(), a.serveCmd(),
 	)
 	root.AddCommand(a.processCmds()...)
 	root.AddCommand(a.shellCmds()...)
@@ -79,7 +84,23 @@ func (a *app) init() error {
 	if len(cfg.Ignored) > 0 {
 		a.log.Warn("ignoring OpenHands settings that berth does not use", "keys", cfg.Ignored)
 	}
+	if a.host != "" {
+		c, err := berthclient.New(a.host, os.Getenv(berthclient.EnvToken), nil)
+		if err != nil {
+			return err
+		}
+		a.remote = c
+	}
 	return nil
+}
+
+// sandboxes is where sandbox actions go: the berth server of --host /
+// BERTH_HOST when one is set, else the local Docker runtime.
+func (a *app) sandboxes(ctx context.Context) (sandbox.Runtime, error) {
+	if a.remote != nil {
+		return berthclient.Remote{C: a.remote}, nil
+	}
+	return a.runtime(ctx)
 }
 
 // runtime connects to Docker and builds the runtime, once.

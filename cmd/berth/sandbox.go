@@ -38,14 +38,18 @@ func (a *app) createCmd() *cobra.Command {
 			if err := checkOutput(fl.output); err != nil {
 				return err
 			}
-			spec, err := a.specFromConfig()
-			if err != nil {
-				return err
+			// A server applies its own configuration: send only the flags.
+			spec := sandbox.Spec{Env: map[string]string{}, Labels: map[string]string{}}
+			if a.remote == nil {
+				var err error
+				if spec, err = a.specFromConfig(); err != nil {
+					return err
+				}
 			}
 			if err := fl.apply(cmd, &spec); err != nil {
 				return err
 			}
-			rt, err := a.runtime(cmd.Context())
+			rt, err := a.sandboxes(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -213,7 +217,7 @@ func (a *app) lsCmd() *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			rt, err := a.runtime(cmd.Context())
+			rt, err := a.sandboxes(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -248,7 +252,7 @@ func (a *app) inspectCmd() *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			rt, err := a.runtime(cmd.Context())
+			rt, err := a.sandboxes(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -309,7 +313,7 @@ func (a *app) stateCmd(use, short string, op func(a *app, cmd *cobra.Command, re
 func (a *app) pauseCmd() *cobra.Command {
 	return a.stateCmd("pause", "Freeze a sandbox's processes (memory kept; resume is fast)",
 		func(a *app, cmd *cobra.Command, ref string) (sandbox.Sandbox, error) {
-			rt, err := a.runtime(cmd.Context())
+			rt, err := a.sandboxes(cmd.Context())
 			if err != nil {
 				return sandbox.Sandbox{}, err
 			}
@@ -320,7 +324,7 @@ func (a *app) pauseCmd() *cobra.Command {
 func (a *app) resumeCmd() *cobra.Command {
 	return a.stateCmd("resume", "Thaw a paused sandbox or start a stopped one; returns when its agent answers",
 		func(a *app, cmd *cobra.Command, ref string) (sandbox.Sandbox, error) {
-			rt, err := a.runtime(cmd.Context())
+			rt, err := a.sandboxes(cmd.Context())
 			if err != nil {
 				return sandbox.Sandbox{}, err
 			}
@@ -331,7 +335,7 @@ func (a *app) resumeCmd() *cobra.Command {
 func (a *app) stopCmd() *cobra.Command {
 	return a.stateCmd("stop", "Stop a sandbox's container (memory freed, files kept)",
 		func(a *app, cmd *cobra.Command, ref string) (sandbox.Sandbox, error) {
-			rt, err := a.runtime(cmd.Context())
+			rt, err := a.sandboxes(cmd.Context())
 			if err != nil {
 				return sandbox.Sandbox{}, err
 			}
@@ -346,7 +350,7 @@ func (a *app) rmCmd() *cobra.Command {
 		Short: "Remove sandboxes and everything berth made for them",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, err := a.runtime(cmd.Context())
+			rt, err := a.sandboxes(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -388,7 +392,7 @@ func (a *app) logsCmd() *cobra.Command {
 					return fmt.Errorf("invalid --tail %q: expected a number of lines or \"all\"", tail)
 				}
 			}
-			rt, err := a.runtime(cmd.Context())
+			rt, err := a.sandboxes(cmd.Context())
 			if err != nil {
 				return err
 			}

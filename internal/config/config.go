@@ -9,10 +9,12 @@ import (
 	"time"
 )
 
-// Config is the content of berth.toml. Only the [sandbox] table is read;
-// other tables of an OpenHands config.toml ([core], [llm], ...) are ignored.
+// Config is the content of berth.toml. The [sandbox] and [server] tables
+// are read; other tables of an OpenHands config.toml ([core], [llm], ...)
+// are ignored.
 type Config struct {
 	Sandbox Sandbox `toml:"sandbox"`
+	Server  Server  `toml:"server"` // berth serve (server.go)
 	// Ignored lists the OpenHands [sandbox] keys the file set that berth
 	// does not use (e.g. "sandbox.keep_runtime_alive"), for a warning.
 	Ignored []string `toml:"-"`

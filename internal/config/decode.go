@@ -31,15 +31,18 @@ func decode(data []byte) (Config, []error) {
 	if _, err := toml.Decode(string(data), &raw); err != nil {
 		return c, []error{fmt.Errorf("parsing TOML: %w", err)}
 	}
+	var errs []error
+	if v, ok := raw["server"]; ok {
+		c.Server, errs = decodeServer(v)
+	}
 	sb, present := raw["sandbox"]
 	if !present {
-		return c, nil
+		return c, errs
 	}
 	table, ok := sb.(map[string]any)
 	if !ok {
-		return c, []error{&Error{Key: "sandbox", Value: show(sb), Reason: "must be a table ([sandbox])"}}
+		return c, append(errs, &Error{Key: "sandbox", Value: show(sb), Reason: "must be a table ([sandbox])"})
 	}
-	var errs []error
 	for _, k := range slices.Sorted(maps.Keys(table)) {
 		f, ok := lookupField(k)
 		if !ok && slices.Contains(openHandsOnly, k) {

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/berth-dev/berth/internal/monitor"
+	"github.com/berth-dev/berth/internal/server"
+)
+
+func (a *app) serveCmd() *cobra.Command {
+	var (
+		addr            string
+		shutdownTimeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "serve [--addr ADDR]",
+		Short: "Serve the REST API (sandboxes, exec, logs, events, agent proxy, metrics) until SIGTERM",
+		Long: `Serve berth's REST API (docs/server-api.md) on ADDR (default: server.addr, else 127.0.0.1:7474).
+
+Without [[server.tenants]] tokens in berth.toml, every request is tenant "local"
+and only a loopback address is accepted. On SIGTERM or SIGINT the server stops
+accepting, closes event streams, lets in-flight requests finish for up to
+--shutdown-timeout, and exits; sandboxes keep running.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			// A server reports what it does: info, not only warnings.
+			level := slog.LevelInfo
+			if a.debug {
+				level = slog.LevelDebug
+			}
+			a.log = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+			cfg, err := a.serverConfig()
+			if err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("addr") {
+				cfg.Addr = addr
+			}
+			if cfg.Addr == "" {
+				cfg.Addr = server.DefaultAddr
+			}
+			if cmd.Flags().Changed("shutdown-timeout") {
+				cfg.ShutdownTimeout = shutdownTimeout
+			}
+			ctx := cmd.Context()
+			rt, err := a.runtime(ctx)
+			if err != nil {
+				return err
+			}
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			// The live view: built from the containers' labels, kept
+			// current from Docker's events.
+			mon, err := monitor.New(monitor.Options{
+				Engine: a.engine, Runtime: rt, Records: rt, Logger: a.log, Registerer: reg,
+			})
+			if err != nil {
+				return err
+			}
+			srv, err := server.New(server.Options{
+				Config:       cfg,
+				Runtime:      rt,
+				View:         mon,
+				SpecDefaults: a.specFromConfig,
+				Registry:     reg,
+				Logger:       a.log,
+			})
+			if err != nil {
+				return err
+			}
+			if err := srv.CheckAddr(cfg.Addr); err != nil {
+				return err
+			}
+			// The monitor outlives the server's graceful shutdown, which
+			// still reads the view.
+			monCtx, stopMon := context.WithCancel(context.WithoutCancel(ctx))
+			monDone := make(chan struct{})
+			go func() {
+				defer close(monDone)
+				_ = mon.Run(monCtx)
+			}()
+			defer func() { stopMon(); <-monDone }()
+			select {
+			case <-mon.Synced():
+			case <-ctx.Done():
+				return nil
+			}
+			return srv.ListenAndServe(ctx)
+		},
+	}
+	cmd.Flags().StringVar(&addr, "addr", server.DefaultAddr, "address to listen on, host:port")
+	cmd.Flags().DurationVar(&shutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout, "how long in-flight requests may finish after SIGTERM")
+	return cmd
+}
+
+// serverConfig is the [server] table of the configuration.
+func (a *app) serverConfig() (server.Config, error) {
+	s := a.cfg.Server
+	cfg := server.Config{Addr: s.Addr, ShutdownTimeout: s.ShutdownTimeout.Duration}
+	for i, t := range s.Tenants {
+		mem, err := t.MaxMemoryBytes()
+		if err != nil {
+			return server.Config{}, fmt.Errorf("server.tenants[%d] (%q): max_memory: %w", i, t.Name, err)
+		}
+		cfg.Tenants = append(cfg.Tenants, server.Tenant{Name: t.Name, Token: t.Token, TokenSHA256: t.TokenSHA256,
+			MaxSandboxes: t.MaxSandboxes, MaxMemory: mem, AllowHostAccess: t.AllowHostAccess})
+	}
+	return cfg, nil
+}
