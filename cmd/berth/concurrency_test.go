@@ -24,10 +24,7 @@ func TestConcurrentCreatesAcrossProcesses(t *testing.T) {
 		t.Skip("creates 24 sandboxes")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "berth")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build berth: %v\n%s", err, out)
-	}
+	bin := buildBerth(t, dir)
 	// A foreign listener on one port of the range.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -104,4 +101,14 @@ func TestConcurrentCreatesAcrossProcesses(t *testing.T) {
 	if len(records) != procs*each {
 		t.Errorf("%d sandboxes made, want %d", len(records), procs*each)
 	}
+}
+
+// buildBerth compiles this command into dir and returns the binary's path.
+func buildBerth(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "berth")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build berth: %v\n%s", err, out)
+	}
+	return bin
 }

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/internal/dockertest"
+	"github.com/berth-dev/berth/internal/sandbox"
+)
+
+// The CLI drives a real `berth serve` process with --host, with the same
+// output and exit codes as locally; SIGTERM stops the server and leaves
+// its sandboxes running.
+func TestCLIAgainstServer(t *testing.T) {
+	c := newCLI(t)
+	dir := t.TempDir()
+	bin := buildBerth(t, dir)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	srv := exec.Command(bin, "--config", c.config, "serve", "--addr", addr)
+	srv.Env = os.Environ() // BERTH_STATE_DIR and BERTH_AGENT_BINARY from newCLI
+	logs, err := os.Create(filepath.Join(dir, "serve.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Stdout, srv.Stderr = logs, logs
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- srv.Wait() }()
+	t.Cleanup(func() {
+		srv.Process.Kill()
+		<-exited
+	})
+	waitHealthy(t, "http://"+addr+"/healthz", exited, logs.Name())
+
+	t.Setenv("BERTH_HOST", "http://"+addr)
+	label := dockertest.Label + "=" + env.RunID
+	id := strings.TrimSpace(c.ok("create", "--label", label, "-e", "WHERE=remote"))
+	t.Cleanup(func() { c.run("rm", "-f", id) })
+
+	out, errs, code := c.run("exec", id, "--", "sh", "-c", `echo "$WHERE"; echo oops >&2; exit 3`)
+	if code != 3 || out != "remote\n" || errs != "oops\n" {
+		t.Errorf("remote exec: exit %d stdout %q stderr %q", code, out, errs)
+	}
+	if _, errs, code := c.run("exec", "--timeout", "300ms", id, "--", "sleep", "30"); code != 124 || !strings.Contains(errs, "timed out") {
+		t.Errorf("remote exec --timeout: exit %d, %q", code, errs)
+	}
+	if out := c.ok("exec", "--session", "s", id, "--", "cd /tmp && pwd"); out != "/tmp\n" {
+		t.Errorf("remote session: %q", out)
+	}
+	var rec sandbox.Sandbox
+	if err := json.Unmarshal([]byte(c.ok("inspect", "-o", "json", id)), &rec); err != nil || rec.ID != id || rec.Status != sandbox.StatusRunning {
+		t.Errorf("remote inspect: %+v %v", rec, err)
+	}
+	if _, errs, code := c.run("exec", "nope-"+env.RunID, "--", "true"); code != 125 || !strings.Contains(errs, "no such sandbox") {
+		t.Errorf("remote exec in a missing sandbox: exit %d %q", code, errs)
+	}
+	c.ok("pause", id)
+	c.ok("resume", id)
+
+	// The same sandbox, seen locally (same engine, labels are the truth).
+	t.Setenv("BERTH_HOST", "")
+	if out := c.ok("ls"); !strings.Contains(out, id) {
+		t.Errorf("local ls does not show the server's sandbox: %q", out)
+	}
+
+	// SIGTERM: the server exits 0 and the sandbox keeps running.
+	if err := srv.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		exited <- err // for the cleanup
+		if err != nil {
+			t.Errorf("server exit: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("server did not stop on SIGTERM")
+	}
+	if out := c.ok("inspect", id); !strings.Contains(out, "RUNNING") {
+		t.Errorf("sandbox after the server stopped: %q", out)
+	}
+	c.ok("rm", id)
+	// The remote calls went through the server (it logs each request).
+	if b, _ := os.ReadFile(logs.Name()); !strings.Contains(string(b), id) {
+		t.Errorf("the server's log does not mention sandbox %s:\n%s", id, b)
+	}
+}
+
+// waitHealthy polls the server's /healthz until it answers, the process
+// exits, or a deadline passes.
+func waitHealthy(t *testing.T, url string, exited <-chan error, logPath string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := http.DefaultClient.Do(req)
+		cancel()
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case err := <-exited:
+			b, _ := os.ReadFile(logPath)
+			t.Fatalf("berth serve exited (%v):\n%s", err, b)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(logPath)
+			t.Fatalf("berth serve never answered %s:\n%s", url, b)
+		}
+	}
+}
+
