@@ -130,4 +130,3 @@ func waitHealthy(t *testing.T, url string, exited <-chan error, logPath string) 
 		}
 	}
 }
-
