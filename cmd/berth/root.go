@@ -25,6 +25,8 @@ import (
 // first use) the Docker connection and the runtime on it.
 type app struct {
 	stdout, stderr io.Writer
+	ports          *ports.Allocator // made with the runtime
+	stateDir       string           // made with the runtime
 	configPath     string
 	debug          bool
 	output         string
@@ -153,7 +155,7 @@ func (a *app) runtime(ctx context.Context) (*docker.Runtime, error) {
 		Logger:     a.log,
 		LogOutput:  a.stderrIfDebug(),
 	})
-	a.rt = rt
+	a.rt, a.ports, a.stateDir = rt, alloc, dir
 	return rt, nil
 }
 

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berth-dev/berth/internal/monitor"
+	"github.com/berth-dev/berth/internal/ports"
 	"github.com/berth-dev/berth/internal/server"
 )
 
@@ -58,8 +62,16 @@ accepting, closes event streams, lets in-flight requests finish for up to
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			// The live view: built from the containers' labels, kept
 			// current from Docker's events.
+			sc := a.cfg.Server
 			mon, err := monitor.New(monitor.Options{
 				Engine: a.engine, Runtime: rt, Records: rt, Logger: a.log, Registerer: reg,
+				HTTPClient: rt.HTTPClient(),
+				HealthPath: sc.HealthCheckPath,
+				Policy: monitor.Policy{
+					MaxRunning: sc.MaxRunning, IdleTimeout: sc.IdleTimeout.Duration,
+					IdleAction: sc.IdleAction, TTL: sc.TTL.Duration,
+				},
+				ReleaseOrphans: releaseOrphans(a.stateDir, a.ports, a.log),
 			})
 			if err != nil {
 				return err
@@ -113,4 +125,35 @@ func (a *app) serverConfig() (server.Config, error) {
 			MaxSandboxes: t.MaxSandboxes, MaxMemory: mem, AllowHostAccess: t.AllowHostAccess})
 	}
 	return cfg, nil
+}
+
+// orphanGrace keeps a sandbox dir younger than this even without a
+// container: its create may still be on its way.
+const orphanGrace = 10 * time.Minute
+
+// releaseOrphans gives back what sandboxes that are gone still hold: port
+// reservations (the allocator asks whether each owner lives) and their dirs
+// under the state dir (agent socket, overlay upper/work dirs).
+func releaseOrphans(stateDir string, alloc *ports.Allocator, log *slog.Logger) func(context.Context, map[string]bool) error {
+	return func(ctx context.Context, live map[string]bool) error {
+		freed, err := alloc.Reclaim(ctx)
+		if len(freed) > 0 {
+			log.Info("reclaimed ports of gone sandboxes", "ports", freed)
+		}
+		for _, sub := range []string{"sandboxes", "overlay"} {
+			entries, _ := os.ReadDir(filepath.Join(stateDir, sub))
+			for _, e := range entries {
+				info, ierr := e.Info()
+				if live[e.Name()] || ierr != nil || time.Since(info.ModTime()) < orphanGrace {
+					continue
+				}
+				if rerr := os.RemoveAll(filepath.Join(stateDir, sub, e.Name())); rerr != nil {
+					err = errors.Join(err, rerr)
+					continue
+				}
+				log.Info("removed the dir of a gone sandbox", "dir", filepath.Join(sub, e.Name()))
+			}
+		}
+		return err
+	}
 }

@@ -22,10 +22,20 @@ import (
 //	max_sandboxes = 20
 //	max_memory = "32g"
 //	allow_host_access = false   # volumes, host network, extra networks, GPUs
+//
+// and the policies: max_running = 5, idle_timeout = "30m", idle_action =
+// "pause" or "stop", ttl = "24h", health_check_path = "/health".
 type Server struct {
 	Addr            string         `toml:"addr"`
 	ShutdownTimeout Duration       `toml:"shutdown_timeout"`
 	Tenants         []ServerTenant `toml:"tenants"`
+
+	// Lifecycle policies and health checks of the sandboxes it serves.
+	MaxRunning      int      `toml:"max_running"`       // pause the oldest above this many running; 0 = off
+	IdleTimeout     Duration `toml:"idle_timeout"`      // no API activity this long → idle_action; 0 = off
+	IdleAction      string   `toml:"idle_action"`       // "pause" (default) or "stop"
+	TTL             Duration `toml:"ttl"`               // remove this long after creation; 0 = off
+	HealthCheckPath string   `toml:"health_check_path"` // agent path checked; default "/health"
 }
 
 // ServerTenant is one [[server.tenants]] entry.
@@ -79,6 +89,18 @@ func (s Server) validate() []error {
 	}
 	if s.ShutdownTimeout.Duration < 0 {
 		bad("server.shutdown_timeout", s.ShutdownTimeout.String(), "must not be negative")
+	}
+	if s.MaxRunning < 0 {
+		bad("server.max_running", fmt.Sprint(s.MaxRunning), "must be 0 (off) or more")
+	}
+	if s.IdleTimeout.Duration < 0 || s.TTL.Duration < 0 {
+		bad("server.idle_timeout/ttl", s.IdleTimeout.String()+"/"+s.TTL.String(), "must not be negative (0 = off)")
+	}
+	if s.IdleAction != "" && s.IdleAction != "pause" && s.IdleAction != "stop" {
+		bad("server.idle_action", show(s.IdleAction), `must be "pause" or "stop"`)
+	}
+	if s.HealthCheckPath != "" && s.HealthCheckPath[0] != '/' {
+		bad("server.health_check_path", show(s.HealthCheckPath), `must start with "/"`)
 	}
 	names := map[string]bool{}
 	for i, t := range s.Tenants {

@@ -10,6 +10,10 @@ func TestServerTable(t *testing.T) {
 [server]
 addr = "127.0.0.1:7474"
 shutdown_timeout = "30s"
+max_running = 5
+idle_timeout = "30m"
+idle_action = "stop"
+ttl = "24h"
 [[server.tenants]]
 name = "alice"
 token = "0123456789abcdef-alice"
@@ -25,6 +29,9 @@ allow_host_access = true
 		t.Fatalf("Parse: %v", err)
 	}
 	s := c.Server
+	if s.MaxRunning != 5 || s.IdleTimeout.Minutes() != 30 || s.IdleAction != "stop" || s.TTL.Hours() != 24 {
+		t.Errorf("policies: %+v", s)
+	}
 	if s.Addr != "127.0.0.1:7474" || s.ShutdownTimeout.Seconds() != 30 || len(s.Tenants) != 2 || !s.Tenants[1].AllowHostAccess {
 		t.Errorf("server: %+v", s)
 	}
@@ -34,6 +41,9 @@ allow_host_access = true
 	bad := []struct{ toml, want string }{
 		{"[server]\nadress = \"x\"", `unknown key "server.adress"`},
 		{"[server]\naddr = \"7474\"", "server.addr"},
+		{"[server]\nidle_action = \"sleep\"", "server.idle_action"},
+		{"[server]\nmax_running = -1", "server.max_running"},
+		{"[server]\nhealth_check_path = \"health\"", "server.health_check_path"},
 		{"[[server.tenants]]\nname = \"a\"", "set exactly one of token and token_sha256"},
 		{"[[server.tenants]]\nname = \"a\"\ntoken = \"short\"", "16 characters"},
 		{"[[server.tenants]]\nname = \"a\"\ntoken_sha256 = \"zz\"", "64 hex digits"},
