@@ -69,6 +69,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(a.cpCmds()...)
 	root.AddCommand(a.fileCmds()...)
 	root.AddCommand(a.sessionCmds()...)
+	root.AddCommand(a.auditCmds()...)
 	return root
 }
 

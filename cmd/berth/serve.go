@@ -13,8 +13,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"github.com/berth-dev/berth/internal/audit"
 	"github.com/berth-dev/berth/internal/monitor"
 	"github.com/berth-dev/berth/internal/ports"
+	"github.com/berth-dev/berth/internal/security"
 	"github.com/berth-dev/berth/internal/server"
 )
 
@@ -76,7 +78,15 @@ accepting, closes event streams, lets in-flight requests finish for up to
 			if err != nil {
 				return err
 			}
+			// Every command and file change is judged and recorded.
+			an, trail, err := a.securityParts()
+			if err != nil {
+				return err
+			}
+			defer trail.Close()
 			srv, err := server.New(server.Options{
+				Analyzer:     an,
+				Audit:        trail,
 				Config:       cfg,
 				Runtime:      rt,
 				View:         mon,
@@ -115,14 +125,16 @@ accepting, closes event streams, lets in-flight requests finish for up to
 // serverConfig is the [server] table of the configuration.
 func (a *app) serverConfig() (server.Config, error) {
 	s := a.cfg.Server
-	cfg := server.Config{Addr: s.Addr, ShutdownTimeout: s.ShutdownTimeout.Duration}
+	sec := a.cfg.Security
+	cfg := server.Config{Addr: s.Addr, ShutdownTimeout: s.ShutdownTimeout.Duration,
+		Security: server.SecurityConfig{Policy: sec.Policy, Medium: sec.Medium, ApprovalTimeout: sec.ApprovalTimeout.Duration}}
 	for i, t := range s.Tenants {
 		mem, err := t.MaxMemoryBytes()
 		if err != nil {
 			return server.Config{}, fmt.Errorf("server.tenants[%d] (%q): max_memory: %w", i, t.Name, err)
 		}
 		cfg.Tenants = append(cfg.Tenants, server.Tenant{Name: t.Name, Token: t.Token, TokenSHA256: t.TokenSHA256,
-			MaxSandboxes: t.MaxSandboxes, MaxMemory: mem, AllowHostAccess: t.AllowHostAccess})
+			MaxSandboxes: t.MaxSandboxes, MaxMemory: mem, AllowHostAccess: t.AllowHostAccess, SecurityPolicy: t.SecurityPolicy})
 	}
 	return cfg, nil
 }
@@ -156,4 +168,30 @@ func releaseOrphans(stateDir string, alloc *ports.Allocator, log *slog.Logger) f
 		}
 		return err
 	}
+}
+
+// securityParts are the analyzer (built-in rules, plus security.rules_file)
+// and the audit trail (security.audit_file) of berth serve.
+func (a *app) securityParts() (*security.Analyzer, *audit.Trail, error) {
+	rules := security.DefaultRules()
+	if f := a.cfg.Security.RulesFile; f != "" {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, nil, fmt.Errorf("security.rules_file: %w", err)
+		}
+		extra, err := security.LoadRules(data)
+		if err != nil {
+			return nil, nil, fmt.Errorf("security.rules_file %s: %w", f, err)
+		}
+		rules = security.MergeRules(rules, extra)
+	}
+	an, err := security.New(rules)
+	if err != nil {
+		return nil, nil, err
+	}
+	trail, err := audit.Open(a.cfg.Security.AuditPath(a.stateDir), a.log)
+	if err != nil {
+		return nil, nil, err
+	}
+	return an, trail, nil
 }

@@ -14,7 +14,8 @@ import (
 // are ignored.
 type Config struct {
 	Sandbox Sandbox `toml:"sandbox"`
-	Server  Server  `toml:"server"` // berth serve (server.go)
+	Server   Server   `toml:"server"`   // berth serve (server.go)
+	Security Security `toml:"security"` // berth serve's command policy and audit trail (security.go)
 	// Ignored lists the OpenHands [sandbox] keys the file set that berth
 	// does not use (e.g. "sandbox.keep_runtime_alive"), for a warning.
 	Ignored []string `toml:"-"`

@@ -35,6 +35,11 @@ func decode(data []byte) (Config, []error) {
 	if v, ok := raw["server"]; ok {
 		c.Server, errs = decodeServer(v)
 	}
+	if v, ok := raw["security"]; ok {
+		var serr []error
+		c.Security, serr = decodeSecurity(v)
+		errs = append(errs, serr...)
+	}
 	sb, present := raw["sandbox"]
 	if !present {
 		return c, errs

@@ -46,6 +46,7 @@ type ServerTenant struct {
 	MaxSandboxes    int    `toml:"max_sandboxes"`
 	MaxMemory       string `toml:"max_memory"`
 	AllowHostAccess bool   `toml:"allow_host_access"`
+	SecurityPolicy  string `toml:"security_policy"` // overrides [security] policy for this tenant
 }
 
 // MaxMemoryBytes is MaxMemory parsed; 0 when unset.
@@ -121,6 +122,9 @@ func (s Server) validate() []error {
 			if b, err := hex.DecodeString(t.TokenSHA256); err != nil || len(b) != 32 {
 				bad(key+".token_sha256", show(t.TokenSHA256), "must be 64 hex digits (printf %s TOKEN | sha256sum)")
 			}
+		}
+		if !ValidSecurityPolicy(t.SecurityPolicy) {
+			bad(key+".security_policy", show(t.SecurityPolicy), `must be "off", "audit", "deny" or "confirm"`)
 		}
 		if t.MaxSandboxes < 0 {
 			bad(key+".max_sandboxes", fmt.Sprint(t.MaxSandboxes), "must be 0 (no cap) or more")

@@ -174,7 +174,7 @@ func (a *agents) cached(id string) *agent {
 // handleAgent proxies /api/v1/sandboxes/{id}/agent/PATH to the agent's
 // /PATH, websockets included.
 func (s *Server) handleAgent(w http.ResponseWriter, r *http.Request) {
-	_, ag, err := s.runningAgent(r)
+	sb, ag, err := s.runningAgent(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -187,6 +187,20 @@ func (s *Server) handleAgent(w http.ResponseWriter, r *http.Request) {
 	if !ok || !strings.HasPrefix(rest, "/") {
 		s.writeError(w, r, badRequestf("no agent path in %q", escaped))
 		return
+	}
+	// Actions (exec, processes, file writes...) are judged by the security
+	// policy before anything reaches the agent; a refused one never does.
+	if s.policyFor(tenantOf(r)) != PolicyOff {
+		a, err := s.judgeAgentCall(w, r, rest)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if a.kind != "" {
+			if _, ok := s.guard(w, r, sb.ID, a); !ok {
+				return
+			}
+		}
 	}
 	// The agent may answer before the transport has read the last of the
 	// request body (it does not wait for EOF); without full duplex the

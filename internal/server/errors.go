@@ -35,6 +35,9 @@ type quotaError struct{ msg string }
 
 func (e *quotaError) Error() string { return e.msg }
 
+// errNoApproval: no such action waits for the tenant's approval.
+var errNoApproval = errors.New("no such approval")
+
 // errAgent: the sandbox's agent did not answer.
 var errAgent = errors.New("sandbox agent unreachable")
 
@@ -57,7 +60,7 @@ func errorStatus(err error) (int, string) {
 		return http.StatusForbidden, client.CodeForbidden
 	case errors.As(err, &qe):
 		return http.StatusTooManyRequests, client.CodeQuota
-	case errors.Is(err, sandbox.ErrNotFound):
+	case errors.Is(err, sandbox.ErrNotFound), errors.Is(err, errNoApproval):
 		return http.StatusNotFound, client.CodeNotFound
 	case errors.Is(err, sandbox.ErrAmbiguous):
 		return http.StatusConflict, client.CodeAmbiguous

@@ -39,6 +39,9 @@ var routeTable = []route{
 	{"POST", client.PathSandboxes + "/{id}/exec", false, (*Server).handleExec},
 	{"GET", client.PathSandboxes + "/{id}/logs", false, (*Server).handleLogs},
 	{"GET", client.PathEvents, false, (*Server).handleEvents},
+	{"GET", client.PathAudit, false, (*Server).handleAudit},
+	{"GET", client.PathApprovals, false, (*Server).handleApprovals},
+	{"POST", client.PathApprovals + "/{id}", false, (*Server).handleApprove},
 	{"", client.PathSandboxes + "/{id}" + client.AgentSuffix + "/{path...}", false, (*Server).handleAgent},
 }
 

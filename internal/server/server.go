@@ -18,8 +18,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/berth-dev/berth/internal/audit"
 	"github.com/berth-dev/berth/internal/monitor"
 	"github.com/berth-dev/berth/internal/sandbox"
+	"github.com/berth-dev/berth/internal/security"
 )
 
 // View is the live view of the sandboxes the server reads from (no Docker
@@ -51,6 +53,9 @@ type Config struct {
 	// Tenants, each with a bearer token. None: the server listens on a
 	// loopback address only and every request is tenant "local".
 	Tenants []Tenant
+	// Security is the policy applied to the agents' actions (the
+	// [security] table).
+	Security SecurityConfig
 }
 
 // Tenant is one holder of a bearer token. Its sandboxes carry its name as
@@ -72,6 +77,9 @@ type Tenant struct {
 	// volumes (bind, named and overlay mounts), the host network, extra
 	// Docker networks and GPUs. The local tenant always may.
 	AllowHostAccess bool
+	// SecurityPolicy overrides Config.Security.Policy for this tenant:
+	// PolicyOff, PolicyAudit or PolicyDeny; "" = the server's.
+	SecurityPolicy string
 }
 
 // Options configure a Server.
@@ -90,6 +98,12 @@ type Options struct {
 	// registry with the Go and process collectors.
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
+	// Analyzer judges the agents' commands and file operations; nil = the
+	// built-in rules (security.DefaultRules).
+	Analyzer *security.Analyzer
+	// Audit is the trail every judged action is recorded in; nil = none
+	// (the policy still applies, and GET /api/v1/audit answers no records).
+	Audit *audit.Trail
 	// Heartbeat is the interval of SSE keep-alive comments; default 15s.
 	Heartbeat time.Duration
 }
@@ -105,8 +119,12 @@ type Server struct {
 	metrics *metrics
 	agents  *agents
 	quota   *quota
-	handler http.Handler
-	mux     *http.ServeMux
+	// analyzer judges actions for the security policy; approvals holds
+	// the actions waiting under PolicyConfirm.
+	analyzer  *security.Analyzer
+	approvals *approvals
+	handler   http.Handler
+	mux       *http.ServeMux
 
 	// streams ends when a shutdown begins: event streams and log follows
 	// close then; execs run on until the shutdown deadline.
@@ -137,6 +155,21 @@ func New(opts Options) (*Server, error) {
 			return sandbox.Spec{Image: sandbox.ImageSpec{Base: "debian:bookworm-slim"}}, nil
 		}
 	}
+	if err := opts.Config.Security.check(); err != nil {
+		return nil, err
+	}
+	for _, t := range opts.Config.Tenants {
+		if err := checkPolicy(t.SecurityPolicy); err != nil {
+			return nil, fmt.Errorf("tenant %s: %w", t.Name, err)
+		}
+	}
+	if opts.Analyzer == nil {
+		a, err := security.New(security.DefaultRules())
+		if err != nil {
+			return nil, fmt.Errorf("server: built-in security rules: %w", err)
+		}
+		opts.Analyzer = a
+	}
 	ts, err := newTenants(opts.Config.Tenants)
 	if err != nil {
 		return nil, err
@@ -158,6 +191,9 @@ func New(opts Options) (*Server, error) {
 		metrics: m,
 		agents:  newAgents(opts.AgentHTTP),
 		quota:   newQuota(),
+
+		analyzer:  opts.Analyzer,
+		approvals: newApprovals(),
 	}
 	s.agents.onErr = s.writeError
 	s.streams, s.stopStreams = context.WithCancel(context.Background())

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/agentapi"
+	"github.com/berth-dev/berth/internal/audit"
 	"github.com/berth-dev/berth/internal/client"
 	"github.com/berth-dev/berth/internal/monitor"
 	"github.com/berth-dev/berth/internal/sandbox"
@@ -130,6 +131,17 @@ func (s *Server) handleExec(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	kind := audit.ActionExec
+	if req.Session != "" {
+		kind = audit.ActionSession
+	}
+	var g *guarded
+	if s.policyFor(tenantOf(r)) != PolicyOff {
+		var ok bool
+		if g, ok = s.guard(w, r, sb.ID, s.judgeCommand(kind, req.Command, req.Cmd)); !ok {
+			return
+		}
+	}
 	ctx := r.Context()
 	st := newEventStream(w, r)
 	start := time.Now()
@@ -140,6 +152,17 @@ func (s *Server) handleExec(w http.ResponseWriter, r *http.Request) {
 		}
 		return st.send(typ, ev)
 	}
+	exitCode, exited := 0, false
+	onExit := func(e agentapi.ExecEvent, running bool) {
+		if e.Type == agentapi.EventExit && !running {
+			exitCode, exited = e.ExitCode, true
+		}
+	}
+	defer func() {
+		if exited {
+			s.done(g, exitCode)
+		}
+	}()
 	if req.Session != "" {
 		command := req.Command
 		if command == "" {
@@ -147,12 +170,12 @@ func (s *Server) handleExec(w http.ResponseWriter, r *http.Request) {
 		}
 		_, err = ag.client.SessionExec(ctx, req.Session, agentapi.SessionExecRequest{
 			Command: command, TimeoutMS: req.TimeoutMS, NoOutputTimeoutMS: req.NoOutputTimeoutMS, MaxOutputBytes: req.MaxOutputBytes,
-		}, func(ev agentapi.SessionEvent) error { return send(ev.Type, ev) })
+		}, func(ev agentapi.SessionEvent) error { onExit(ev.ExecEvent, ev.Running); return send(ev.Type, ev) })
 	} else {
 		_, err = ag.client.Exec(ctx, agentapi.ExecRequest{
 			Argv: req.Cmd, Command: req.Command, Cwd: req.Cwd, Env: req.Env, Stdin: req.Stdin,
 			TimeoutMS: req.TimeoutMS, MaxOutputBytes: req.MaxOutputBytes,
-		}, func(ev agentapi.ExecEvent) error { return send(ev.Type, ev) })
+		}, func(ev agentapi.ExecEvent) error { onExit(ev, false); return send(ev.Type, ev) })
 	}
 	s.view.Touch(sb.ID)
 	switch {

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	berthclient "github.com/berth-dev/berth/internal/client"
+	"github.com/berth-dev/berth/internal/server"
+)
+
+// auditCmds is berth audit: the server's audit trail of the agents' actions.
+// auditCmds are berth audit, approvals and approve: the server's audit
+// trail, and the actions waiting for approval under the confirm policy.
+func (a *app) auditCmds() []*cobra.Command {
+	return []*cobra.Command{a.auditCmd(), a.approvalsCmd(), a.approveCmd()}
+}
+
+// serverClient is the client of the berth server: --host / BERTH_HOST, else
+// the [server] addr of berth.toml, else server.DefaultAddr.
+func (a *app) serverClient() (*berthclient.Client, error) {
+	if a.remote != nil {
+		return a.remote, nil
+	}
+	addr := a.cfg.Server.Addr
+	if addr == "" {
+		addr = server.DefaultAddr
+	}
+	c, err := berthclient.New("http://"+addr, os.Getenv(berthclient.EnvToken), nil)
+	if err != nil {
+		return nil, fmt.Errorf("berth server at %s: %w", addr, err)
+	}
+	return c, nil
+}
+
+func (a *app) approvalsCmd() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "approvals [-o json]",
+		Short: "List the actions waiting for approval (security policy \"confirm\" of berth serve)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			c, err := a.serverClient()
+			if err != nil {
+				return err
+			}
+			list, err := c.Approvals(cmd.Context())
+			if err != nil {
+				return fmt.Errorf("approvals: %w", err)
+			}
+			if output == "json" {
+				return writeJSON(a.stdout, list)
+			}
+			tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tSANDBOX\tACTION\tLEVEL\tRULES\tEXPIRES\tWHAT")
+			for _, p := range list {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.ID, auditShortID(p.Sandbox), p.Action, p.Level,
+					dash(strings.Join(p.Rules, ",")), time.Until(p.Expires).Round(time.Second), auditLine(p.What, 80))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
+	return cmd
+}
+
+func (a *app) approveCmd() *cobra.Command {
+	var deny bool
+	cmd := &cobra.Command{
+		Use:   "approve [--deny] ID",
+		Short: "Approve (or, with --deny, refuse) an action waiting for approval; see berth approvals",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.serverClient()
+			if err != nil {
+				return err
+			}
+			if err := c.Answer(cmd.Context(), args[0], !deny); err != nil {
+				return fmt.Errorf("approve %s: %w", args[0], err)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&deny, "deny", false, "refuse the action instead")
+	return cmd
+}
+
+func (a *app) auditCmd() *cobra.Command {
+	var (
+		sandboxRef, since, output string
+		limit                     int
+	)
+	cmd := &cobra.Command{
+		Use:   "audit [--sandbox ID] [--since D] [--limit N] [-o json]",
+		Short: "Show the audit trail of berth serve: the commands and file changes agents asked for, their risk and the policy's decision",
+		Long: "Show the audit trail kept by berth serve (see docs/security.md), for the tenant of BERTH_TOKEN.\n" +
+			"It asks the server of --host / BERTH_HOST, else the [server] addr of berth.toml, else " + server.DefaultAddr + ".\n" +
+			"--since is a duration back from now (1h, 30m) or an RFC 3339 time.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			opts := berthclient.AuditOptions{Sandbox: sandboxRef, Limit: limit}
+			if since != "" {
+				t, err := parseSinceFlag(since, time.Now())
+				if err != nil {
+					return err
+				}
+				opts.Since = t
+			}
+			c, err := a.serverClient()
+			if err != nil {
+				return err
+			}
+			recs, err := c.Audit(cmd.Context(), opts)
+			if err != nil {
+				return fmt.Errorf("audit: %w", err)
+			}
+			if output == "json" {
+				return writeJSON(a.stdout, recs)
+			}
+			tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TIME\tSANDBOX\tACTION\tLEVEL\tDECISION\tEXIT\tRULES\tWHAT")
+			for _, r := range recs {
+				exit := "-"
+				if r.ExitCode != nil {
+					exit = strconv.Itoa(*r.ExitCode)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Local().Format(time.DateTime), auditShortID(r.Sandbox),
+					r.Action, dash(r.Level), r.Decision, exit, dash(strings.Join(r.Rules, ",")), auditLine(r.What, 80))
+			}
+			return tw.Flush()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&sandboxRef, "sandbox", "", "only this sandbox (its id, or the prefix or name of a live one)")
+	f.StringVar(&since, "since", "", "only records since: a duration back from now (1h) or an RFC 3339 time")
+	f.IntVar(&limit, "limit", 0, "only the newest N records (default: the server's, 1000)")
+	f.StringVarP(&output, "output", "o", "", "output format: json")
+	return cmd
+}
+
+// parseSinceFlag reads --since: a duration back from now, or an RFC 3339 time.
+func parseSinceFlag(v string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("invalid --since %q: want a duration such as 1h, or an RFC 3339 time", v)
+	}
+	return t, nil
+}
+
+func auditShortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// auditLine shows text on one line of at most n runes.
+func auditLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}

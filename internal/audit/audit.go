@@ -1,0 +1,262 @@
+// Package audit is berth's append-only audit trail of what agents asked the
+// sandboxes to do: one JSON record per line in a file opened O_APPEND and
+// synced after every append, so a record that Append returned for survives
+// a crash. A last line torn by a kill mid-write is cut off when the trail
+// is opened again.
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// Action is the kind of thing recorded.
+type Action string
+
+// The actions.
+const (
+	ActionExec       Action = "exec"
+	ActionSession    Action = "session"
+	ActionProcess    Action = "process"
+	ActionFileWrite  Action = "file_write"
+	ActionFileMove   Action = "file_move"
+	ActionFileRemove Action = "file_remove"
+	ActionPTYInput   Action = "pty_input"
+)
+
+// Decision is what the policy decided.
+type Decision string
+
+// The decisions.
+const (
+	Allowed  Decision = "allowed"   // run, nothing of note
+	Audited  Decision = "audited"   // run, risky: worth a look
+	Denied   Decision = "denied"    // refused, never ran
+	Pending  Decision = "pending"   // waiting for approval
+	Approved Decision = "approved"  // approved by a person, then run
+	TimedOut Decision = "timed_out" // no approval in time: refused
+)
+
+// MaxWhat is the most bytes of Record.What kept; longer text is cut.
+const MaxWhat = 8 << 10
+
+// Record is one line of the trail. Records with the same ID describe the
+// same action: a later one (the exit of an exec) completes an earlier one,
+// and Query merges them.
+type Record struct {
+	ID       string    `json:"id"`
+	Time     time.Time `json:"time"`
+	Tenant   string    `json:"tenant"`
+	Sandbox  string    `json:"sandbox"`
+	Action   Action    `json:"action"`
+	What     string    `json:"what"`            // the command, argv (shell-quoted) or path(s)
+	Level    string    `json:"level,omitempty"` // LOW, MEDIUM, HIGH
+	Rules    []string  `json:"rules,omitempty"` // ids of the rules that matched
+	Decision Decision  `json:"decision"`
+	// ExitCode and DurationMS are set when the server saw the end of the
+	// command.
+	ExitCode   *int  `json:"exit_code,omitempty"`
+	DurationMS int64 `json:"duration_ms,omitempty"`
+}
+
+// Query selects records; zero fields select everything.
+type Query struct {
+	Tenant  string
+	Sandbox string
+	Since   time.Time // records at or after
+	Limit   int       // the newest Limit records; 0 = all
+}
+
+// Trail is an open audit file. It is safe for concurrent use.
+type Trail struct {
+	path string
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	f      *os.File
+	closed bool
+}
+
+// Open opens (creating it and its directory if need be) the trail at path.
+// A last line without its newline (a write cut by a crash) is truncated
+// away and logged.
+func Open(path string, log *slog.Logger) (*Trail, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	if err := repair(f, log); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("audit: %s: %w", path, err)
+	}
+	return &Trail{path: path, log: log, f: f}, nil
+}
+
+// repair truncates a torn last line: what follows the last newline.
+func repair(f *os.File, log *slog.Logger) error {
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	size := st.Size()
+	if size == 0 {
+		return nil
+	}
+	// Find the last newline, reading backwards in blocks.
+	const block = 64 << 10
+	buf := make([]byte, block)
+	end := size
+	keep := int64(0)
+	for end > 0 {
+		start := max(end-block, 0)
+		n, err := f.ReadAt(buf[:end-start], start)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read: %w", err)
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			keep = start + int64(i) + 1
+			break
+		}
+		end = start
+	}
+	if keep == size {
+		return nil
+	}
+	log.Warn("audit trail: cutting a torn last record (the writer was killed mid-write)",
+		"file", f.Name(), "bytes", size-keep)
+	if err := f.Truncate(keep); err != nil {
+		return fmt.Errorf("truncate torn record: %w", err)
+	}
+	return f.Sync()
+}
+
+// Path is the trail's file.
+func (t *Trail) Path() string { return t.path }
+
+// Append writes r as one line and syncs it to disk before returning. A zero
+// Time is set to now.
+func (t *Trail) Append(r Record) error {
+	if r.Time.IsZero() {
+		r.Time = time.Now().UTC()
+	}
+	if len(r.What) > MaxWhat {
+		r.What = r.What[:MaxWhat] + "…"
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("audit: encode: %w", err)
+	}
+	b = append(b, '\n')
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return errors.New("audit: trail closed")
+	}
+	// One write: with O_APPEND the line lands whole at the end, or (on a
+	// crash) torn at the end, where Open cuts it.
+	if _, err := t.f.Write(b); err != nil {
+		return fmt.Errorf("audit: append: %w", err)
+	}
+	if err := t.f.Sync(); err != nil {
+		return fmt.Errorf("audit: sync: %w", err)
+	}
+	return nil
+}
+
+// Query scans the trail and returns the matching records, oldest first,
+// with records of the same ID merged into one (the later fields win when
+// set). Lines that do not decode are skipped and logged.
+func (t *Trail) Query(q Query) ([]Record, error) {
+	f, err := os.Open(t.path)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	defer f.Close()
+	var out []Record
+	index := map[string]int{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
+			continue
+		}
+		var r Record
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.log.Warn("audit trail: skipping a bad line", "file", t.path, "line", line, "err", err)
+			continue
+		}
+		if i, ok := index[r.ID]; ok && r.ID != "" {
+			if i >= 0 {
+				merge(&out[i], r)
+			}
+			continue
+		}
+		if !q.match(r) {
+			if r.ID != "" {
+				index[r.ID] = -1 // its completion is filtered out with it
+			}
+			continue
+		}
+		if r.ID != "" {
+			index[r.ID] = len(out)
+		}
+		out = append(out, r)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("audit: read %s: %w", t.path, err)
+	}
+	if q.Limit > 0 && len(out) > q.Limit {
+		out = out[len(out)-q.Limit:]
+	}
+	return out, nil
+}
+
+func (q Query) match(r Record) bool {
+	return (q.Tenant == "" || r.Tenant == q.Tenant) &&
+		(q.Sandbox == "" || r.Sandbox == q.Sandbox) &&
+		(q.Since.IsZero() || !r.Time.Before(q.Since))
+}
+
+// merge lays the set fields of a later record of an action over it.
+func merge(dst *Record, r Record) {
+	if r.Decision != "" {
+		dst.Decision = r.Decision
+	}
+	if r.ExitCode != nil {
+		dst.ExitCode = r.ExitCode
+	}
+	if r.DurationMS != 0 {
+		dst.DurationMS = r.DurationMS
+	}
+}
+
+// Close closes the trail; later appends fail.
+func (t *Trail) Close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil
+	}
+	t.closed = true
+	if err := t.f.Close(); err != nil {
+		return fmt.Errorf("audit: close: %w", err)
+	}
+	return nil
+}

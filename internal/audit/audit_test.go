@@ -1,0 +1,186 @@
+package audit
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func openT(t *testing.T, path string) *Trail {
+	t.Helper()
+	tr, err := Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tr.Close() })
+	return tr
+}
+
+func TestAppendQuery(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "audit.jsonl")
+	tr := openT(t, path)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	recs := []Record{
+		{ID: "1", Time: t0, Tenant: "alice", Sandbox: "sb1", Action: ActionExec, What: "ls", Level: "LOW", Decision: Allowed},
+		{ID: "2", Time: t0.Add(time.Minute), Tenant: "bob", Sandbox: "sb2", Action: ActionExec, What: "rm -rf /", Level: "HIGH", Rules: []string{"rm-root"}, Decision: Denied},
+		{ID: "3", Time: t0.Add(2 * time.Minute), Tenant: "alice", Sandbox: "sb3", Action: ActionFileWrite, What: "/etc/passwd", Level: "HIGH", Decision: Audited},
+	}
+	for _, r := range recs {
+		if err := tr.Append(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code := 3
+	if err := tr.Append(Record{ID: "1", Time: t0.Add(3 * time.Minute), ExitCode: &code, DurationMS: 12}); err != nil {
+		t.Fatal(err)
+	}
+	all, err := tr.Query(Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 3 {
+		t.Fatalf("got %d records, want 3 (merged by id): %+v", len(all), all)
+	}
+	if all[0].ExitCode == nil || *all[0].ExitCode != 3 || all[0].DurationMS != 12 || all[0].What != "ls" {
+		t.Errorf("merged record %+v", all[0])
+	}
+	if all[1].Rules[0] != "rm-root" || all[1].Decision != Denied {
+		t.Errorf("record 2: %+v", all[1])
+	}
+	for _, c := range []struct {
+		q    Query
+		want []string
+	}{
+		{Query{Tenant: "alice"}, []string{"1", "3"}},
+		{Query{Sandbox: "sb2"}, []string{"2"}},
+		{Query{Since: t0.Add(time.Minute)}, []string{"2", "3"}},
+		{Query{Tenant: "alice", Since: t0.Add(30 * time.Second)}, []string{"3"}},
+		{Query{Limit: 1}, []string{"3"}},
+		{Query{Tenant: "carol"}, nil},
+	} {
+		got, err := tr.Query(c.q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, r := range got {
+			ids = append(ids, r.ID)
+		}
+		if fmt.Sprint(ids) != fmt.Sprint(c.want) {
+			t.Errorf("%+v: got %v, want %v", c.q, ids, c.want)
+		}
+	}
+}
+
+func TestTornLastLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	tr, err := Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := tr.Append(Record{ID: fmt.Sprint(i), Tenant: "t", Sandbox: "s", Action: ActionExec, What: "echo", Decision: Allowed}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = tr.Close()
+	// A kill mid-write: half a record, no newline.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(`{"id":"torn","time":"2026-01-01T00:00:00Z","tenant":"t","sandb`); err != nil {
+		t.Fatal(err)
+	}
+	_ = f.Close()
+
+	tr = openT(t, path)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "torn") || !strings.HasSuffix(string(b), "\n") {
+		t.Fatalf("torn line not cut: %q", b)
+	}
+	if err := tr.Append(Record{ID: "after", Tenant: "t", Sandbox: "s", Action: ActionExec, What: "true", Decision: Allowed}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := tr.Query(Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, r := range got {
+		ids = append(ids, r.ID)
+	}
+	if fmt.Sprint(ids) != "[0 1 2 after]" {
+		t.Errorf("after reopen: %v", ids)
+	}
+}
+
+func TestTornOnlyLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	if err := os.WriteFile(path, []byte(`{"id":"x",`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tr := openT(t, path)
+	if err := tr.Append(Record{ID: "y", Decision: Allowed}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := tr.Query(Query{})
+	if err != nil || len(got) != 1 || got[0].ID != "y" {
+		t.Fatalf("got %+v, %v", got, err)
+	}
+}
+
+func TestConcurrentAppends(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	tr := openT(t, path)
+	const writers, each = 8, 25
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				r := Record{ID: fmt.Sprintf("%d-%d", w, i), Tenant: fmt.Sprint("t", w), Sandbox: "s",
+					Action: ActionExec, What: strings.Repeat("x", 100*i), Decision: Allowed}
+				if err := tr.Append(r); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	got, err := tr.Query(Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != writers*each {
+		t.Fatalf("got %d records, want %d", len(got), writers*each)
+	}
+	seen := map[string]bool{}
+	for _, r := range got {
+		seen[r.ID] = true
+	}
+	if len(seen) != writers*each {
+		t.Errorf("%d distinct ids", len(seen))
+	}
+	got, _ = tr.Query(Query{Tenant: "t3"})
+	if len(got) != each {
+		t.Errorf("tenant t3: %d records", len(got))
+	}
+}
+
+func TestClosed(t *testing.T) {
+	tr, err := Open(filepath.Join(t.TempDir(), "a.jsonl"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = tr.Close()
+	if err := tr.Append(Record{ID: "x"}); err == nil {
+		t.Fatal("append after close succeeded")
+	}
+}

@@ -1,0 +1,353 @@
+package server
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/berth-dev/berth/internal/agentapi"
+	"github.com/berth-dev/berth/internal/audit"
+	"github.com/berth-dev/berth/internal/client"
+	"github.com/berth-dev/berth/internal/monitor"
+	"github.com/berth-dev/berth/internal/security"
+)
+
+// Security policies: what the server does with an agent's action once the
+// analyzer (internal/security) has judged it.
+const (
+	PolicyOff   = "off"   // no analysis, no audit record
+	PolicyAudit = "audit" // judge and record every action; run it
+	PolicyDeny  = "deny"  // as audit, but refuse HIGH (and MEDIUM with medium = "deny")
+	// PolicyConfirm is as deny, but what deny refuses waits for a person's
+	// approval (POST /api/v1/approvals/{id}); no answer in time refuses it.
+	PolicyConfirm = "confirm"
+)
+
+// SecurityConfig is the [security] table: the default policy, and what
+// PolicyDeny does with MEDIUM.
+type SecurityConfig struct {
+	Policy string // PolicyOff, PolicyAudit (default) or PolicyDeny
+	// Medium is "allow" (default: run and record as audited) or "deny"
+	// (refused under PolicyDeny, like HIGH).
+	Medium string
+	// ApprovalTimeout is how long an action waits for approval under
+	// PolicyConfirm; default DefaultApprovalTimeout.
+	ApprovalTimeout time.Duration
+}
+
+func checkPolicy(p string) error {
+	switch p {
+	case "", PolicyOff, PolicyAudit, PolicyDeny, PolicyConfirm:
+		return nil
+	}
+	return fmt.Errorf("server: security policy %q: want %q, %q, %q or %q", p, PolicyOff, PolicyAudit, PolicyDeny, PolicyConfirm)
+}
+
+func (c SecurityConfig) check() error {
+	if err := checkPolicy(c.Policy); err != nil {
+		return err
+	}
+	switch c.Medium {
+	case "", "allow", "deny":
+		return nil
+	}
+	return fmt.Errorf(`server: security medium %q: want "allow" or "deny"`, c.Medium)
+}
+
+// policyFor is the policy of tenant t: its own, else the server's.
+func (s *Server) policyFor(t *tenant) string {
+	if t != nil && t.SecurityPolicy != "" {
+		return t.SecurityPolicy
+	}
+	if s.opts.Config.Security.Policy != "" {
+		return s.opts.Config.Security.Policy
+	}
+	return PolicyAudit
+}
+
+// decide maps a level to a decision under policy.
+func (s *Server) decide(policy string, level security.Level) audit.Decision {
+	switch {
+	case policy == PolicyOff || level == security.LevelLow:
+		return audit.Allowed
+	case policy == PolicyDeny && level == security.LevelHigh:
+		return audit.Denied
+	case policy == PolicyDeny && s.opts.Config.Security.Medium == "deny":
+		return audit.Denied
+	case policy == PolicyConfirm && (level == security.LevelHigh || s.opts.Config.Security.Medium == "deny"):
+		return audit.Pending
+	}
+	return audit.Audited
+}
+
+// act is one action of an agent, before it runs.
+type act struct {
+	kind audit.Action
+	what string
+	as   security.Assessment
+}
+
+// guarded is an action that was allowed, to complete its record with.
+type guarded struct {
+	rec   audit.Record
+	start time.Time
+}
+
+// guard judges the action, records it, and, when the policy refuses it,
+// answers 403 "denied" and returns ok false: the caller must not run it.
+// With the policy off it only returns ok.
+func (s *Server) guard(w http.ResponseWriter, r *http.Request, sandboxID string, a act) (*guarded, bool) {
+	t := tenantOf(r)
+	policy := s.policyFor(t)
+	if policy == PolicyOff {
+		return nil, true
+	}
+	rec := audit.Record{ID: newRecordID(), Time: time.Now().UTC(), Sandbox: sandboxID, Action: a.kind,
+		What: a.what, Level: a.as.Level.String(), Decision: s.decide(policy, a.as.Level)}
+	if t != nil {
+		rec.Tenant = t.Name
+	}
+	for _, f := range a.as.Findings {
+		rec.Rules = append(rec.Rules, f.RuleID)
+	}
+	s.record(rec)
+	why := ""
+	if rec.Decision == audit.Pending {
+		// The record is on disk as pending; its completion says how it ended.
+		rec.Decision, why = s.await(r.Context(), rec)
+		s.record(audit.Record{ID: rec.ID, Time: time.Now().UTC(), Tenant: rec.Tenant, Sandbox: rec.Sandbox, Decision: rec.Decision})
+		s.publish(rec)
+	}
+	if rec.Decision != audit.Denied && rec.Decision != audit.TimedOut {
+		return &guarded{rec: rec, start: time.Now()}, true
+	}
+	if why != "" {
+		why = " (" + why + ")"
+	}
+	body := client.DeniedError{Code: client.CodeDenied, Level: rec.Level, Rules: rec.Rules,
+		Message: fmt.Sprintf("refused by the security policy (%s)%s: %s", policy, why, a.what)}
+	for _, f := range a.as.Findings {
+		if f.Level == a.as.Level {
+			body.RuleID = f.RuleID
+			body.Message = fmt.Sprintf("refused by the security policy (%s)%s: %s: %s [%s]", policy, why, f.Command, f.Message, f.RuleID)
+			break
+		}
+	}
+	s.metrics.errors.WithLabelValues(client.CodeDenied).Inc()
+	writeJSON(w, http.StatusForbidden, body)
+	return nil, false
+}
+
+// done completes an allowed action's record with its exit code.
+func (s *Server) done(g *guarded, exitCode int) {
+	if g == nil {
+		return
+	}
+	code := exitCode
+	s.record(audit.Record{ID: g.rec.ID, Time: time.Now().UTC(), Tenant: g.rec.Tenant, Sandbox: g.rec.Sandbox,
+		ExitCode: &code, DurationMS: max(time.Since(g.start).Milliseconds(), 1)})
+}
+
+// record appends to the trail (if any), logs, and publishes an "audit"
+// event on the view for the record's tenant.
+func (s *Server) record(rec audit.Record) {
+	if rec.Action != "" {
+		lvl := s.log.Debug
+		if rec.Decision == audit.Denied || rec.Decision == audit.Audited {
+			lvl = s.log.Info
+		}
+		lvl("audit", "tenant", rec.Tenant, "sandbox", rec.Sandbox, "action", rec.Action, "what", rec.What,
+			"level", rec.Level, "rules", rec.Rules, "decision", rec.Decision)
+		if rec.Decision != audit.Allowed {
+			s.publish(rec)
+		}
+	}
+	if s.opts.Audit == nil {
+		return
+	}
+	if err := s.opts.Audit.Append(rec); err != nil {
+		s.log.Error("audit trail: cannot record an action", "err", err, "sandbox", rec.Sandbox, "action", rec.Action)
+	}
+}
+
+// publish sends an "audit" event for rec to its tenant's event streams;
+// the reason is "DECISION LEVEL ACTION [ID]: WHAT" (the id is what an
+// approval names).
+func (s *Server) publish(rec audit.Record) {
+	s.view.Publish(monitor.Event{Type: "audit", ID: rec.Sandbox, Owner: rec.Tenant, Time: time.Now().UTC(),
+		Reason: fmt.Sprintf("%s %s %s [%s]: %s", rec.Decision, rec.Level, rec.Action, rec.ID, truncate(rec.What, 200))})
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+func newRecordID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// judgeCommand judges an exec: a shell string or an argv.
+func (s *Server) judgeCommand(kind audit.Action, command string, argv []string) act {
+	if command != "" {
+		return act{kind: kind, what: command, as: s.analyzer.Command(command)}
+	}
+	return act{kind: kind, what: agentapi.ShellJoin(argv), as: s.analyzer.Argv(argv)}
+}
+
+// judgeFile judges a files API operation on paths (from and to, for a move).
+func (s *Server) judgeFile(kind audit.Action, op security.FileOp, paths ...string) act {
+	a := act{kind: kind, what: strings.Join(paths, " -> ")}
+	for _, p := range paths {
+		as := s.analyzer.File(op, p)
+		a.as.Findings = append(a.as.Findings, as.Findings...)
+		a.as.Level = max(a.as.Level, as.Level)
+	}
+	return a
+}
+
+// judgeAgentCall finds, in a call to the agent proxied by the server, the
+// action it asks for: an exec, session exec or input, process start, file
+// write, move or removal. It reads (and puts back) the JSON body of those
+// calls; other calls are no action (ok true, a.kind ""). A body that does
+// not decode is a bad request: it is not forwarded.
+func (s *Server) judgeAgentCall(w http.ResponseWriter, r *http.Request, rest string) (act, error) {
+	p, err := url.PathUnescape(rest)
+	if err != nil {
+		return act{}, badRequestf("agent path %q: %v", rest, err)
+	}
+	p = "/" + strings.Trim(p, "/")
+	seg := strings.Split(strings.TrimPrefix(p, "/"), "/")
+	q := r.URL.Query()
+	body := func(v any) error {
+		b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, client.MaxRequestBytes))
+		if err != nil {
+			return fmt.Errorf("read the agent call's body: %w", err)
+		}
+		r.Body = io.NopCloser(bytes.NewReader(b))
+		r.ContentLength = int64(len(b))
+		r.Header.Set("Content-Length", strconv.Itoa(len(b)))
+		r.Header.Del("Transfer-Encoding")
+		r.TransferEncoding = nil
+		if err := json.Unmarshal(b, v); err != nil {
+			return badRequestf("agent call %s %s: invalid JSON body: %v", r.Method, p, err)
+		}
+		return nil
+	}
+	switch {
+	case r.Method == http.MethodPost && p == agentapi.PathExec:
+		var req agentapi.ExecRequest
+		if err := body(&req); err != nil {
+			return act{}, err
+		}
+		return s.judgeCommand(audit.ActionExec, req.Command, req.Argv), nil
+	case r.Method == http.MethodPost && p == agentapi.PathProcesses:
+		var req agentapi.ProcessRequest
+		if err := body(&req); err != nil {
+			return act{}, err
+		}
+		return s.judgeCommand(audit.ActionProcess, req.Command, req.Argv), nil
+	case r.Method == http.MethodPost && len(seg) == 5 && seg[2] == "sessions" && seg[4] == "exec" && strings.HasPrefix(p, "/api/v1/"):
+		var req agentapi.SessionExecRequest
+		if err := body(&req); err != nil {
+			return act{}, err
+		}
+		if req.Command == "" {
+			return act{}, nil // reads more output
+		}
+		return s.judgeCommand(audit.ActionSession, req.Command, nil), nil
+	case r.Method == http.MethodPost && len(seg) == 5 && seg[2] == "sessions" && seg[4] == "input" && strings.HasPrefix(p, "/api/v1/"):
+		var req agentapi.SessionInputRequest
+		if err := body(&req); err != nil {
+			return act{}, err
+		}
+		if req.Text == "" {
+			return act{}, nil
+		}
+		return s.judgeCommand(audit.ActionPTYInput, req.Text, nil), nil
+	case r.Method == http.MethodPut && (p == agentapi.PathFiles || p == agentapi.PathFilesTar):
+		return s.judgeFile(audit.ActionFileWrite, security.FileWrite, q.Get(agentapi.QueryPath)), nil
+	case r.Method == http.MethodDelete && p == agentapi.PathFiles:
+		return s.judgeFile(audit.ActionFileRemove, security.FileRemove, q.Get(agentapi.QueryPath)), nil
+	case r.Method == http.MethodPost && p == agentapi.PathFilesMove:
+		var req agentapi.MoveRequest
+		if err := body(&req); err != nil {
+			return act{}, err
+		}
+		return s.judgeFile(audit.ActionFileMove, security.FileMove, req.From, req.To), nil
+	}
+	return act{}, nil
+}
+
+// handleAudit answers GET /api/v1/audit?sandbox=&since=&limit=: the
+// tenant's records, oldest first.
+func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
+	t := tenantOf(r)
+	q := r.URL.Query()
+	if err := checkQuery(q, nil, "sandbox", "since", "limit"); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	aq := audit.Query{Tenant: t.Name, Sandbox: q.Get("sandbox"), Limit: 1000}
+	if aq.Sandbox != "" {
+		// A live sandbox may be named by prefix or name; a gone one by its id.
+		if sb, err := s.resolve(r.Context(), t, aq.Sandbox, false); err == nil {
+			aq.Sandbox = sb.ID
+		}
+	}
+	if v := q.Get("since"); v != "" {
+		since, err := parseSince(v, time.Now())
+		if err != nil {
+			s.writeError(w, r, badRequestf("since %q: %v", v, err))
+			return
+		}
+		aq.Since = since
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100000 {
+			s.writeError(w, r, badRequestf("limit %q: want 1 to 100000", v))
+			return
+		}
+		aq.Limit = n
+	}
+	out := client.AuditResponse{Items: []client.AuditRecord{}}
+	if s.opts.Audit != nil {
+		recs, err := s.opts.Audit.Query(aq)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if recs != nil {
+			out.Items = recs
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// parseSince reads an RFC 3339 time or a duration back from now ("1h").
+func parseSince(v string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(v); err == nil {
+		if d < 0 {
+			return time.Time{}, fmt.Errorf("negative duration")
+		}
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("want an RFC 3339 time or a duration such as 1h")
+	}
+	return t, nil
+}
