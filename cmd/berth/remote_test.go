@@ -22,36 +22,13 @@ import (
 // its sandboxes running.
 func TestCLIAgainstServer(t *testing.T) {
 	c := newCLI(t)
-	dir := t.TempDir()
-	bin := buildBerth(t, dir)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	srv := exec.Command(bin, "--config", c.config, "serve", "--addr", addr)
-	srv.Env = os.Environ() // BERTH_STATE_DIR and BERTH_AGENT_BINARY from newCLI
-	logs, err := os.Create(filepath.Join(dir, "serve.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Stdout, srv.Stderr = logs, logs
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- srv.Wait() }()
-	t.Cleanup(func() {
-		srv.Process.Kill()
-		<-exited
-	})
-	waitHealthy(t, "http://"+addr+"/healthz", exited, logs.Name())
+	srv := startServer(t, c, buildBerth(t, t.TempDir()))
+	addr, exited, logs := srv.addr, srv.exited, srv.logs
 
 	t.Setenv("BERTH_HOST", "http://"+addr)
 	label := dockertest.Label + "=" + env.RunID
 	id := strings.TrimSpace(c.ok("create", "--label", label, "-e", "WHERE=remote"))
-	t.Cleanup(func() { c.run("rm", "-f", id) })
+	t.Cleanup(func() { c.run("--host", "", "rm", "-f", id) }) // locally: the server may be gone by then
 
 	out, errs, code := c.run("exec", id, "--", "sh", "-c", `echo "$WHERE"; echo oops >&2; exit 3`)
 	if code != 3 || out != "remote\n" || errs != "oops\n" {
@@ -80,7 +57,7 @@ func TestCLIAgainstServer(t *testing.T) {
 	}
 
 	// SIGTERM: the server exits 0 and the sandbox keeps running.
-	if err := srv.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -97,9 +74,47 @@ func TestCLIAgainstServer(t *testing.T) {
 	}
 	c.ok("rm", id)
 	// The remote calls went through the server (it logs each request).
-	if b, _ := os.ReadFile(logs.Name()); !strings.Contains(string(b), id) {
+	if b, _ := os.ReadFile(logs); !strings.Contains(string(b), id) {
 		t.Errorf("the server's log does not mention sandbox %s:\n%s", id, b)
 	}
+}
+
+// serveProc is a `berth serve` process of a test.
+type serveProc struct {
+	cmd    *exec.Cmd
+	addr   string
+	exited chan error
+	logs   string
+}
+
+// startServer runs `berth serve` with the CLI's config on a free loopback
+// port and waits until it answers; it is killed when the test ends.
+func startServer(t *testing.T, c *cli, bin string) *serveProc {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(bin, "--config", c.config, "serve", "--addr", addr)
+	cmd.Env = os.Environ() // BERTH_STATE_DIR and BERTH_AGENT_BINARY from newCLI
+	logs, err := os.Create(filepath.Join(t.TempDir(), "serve.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &serveProc{cmd: cmd, addr: addr, exited: make(chan error, 1), logs: logs.Name()}
+	go func() { s.exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		s.exited <- <-s.exited
+	})
+	waitHealthy(t, "http://"+addr+"/healthz", s.exited, s.logs)
+	return s
 }
 
 // waitHealthy polls the server's /healthz until it answers, the process
@@ -127,6 +142,51 @@ func waitHealthy(t *testing.T, url string, exited <-chan error, logPath string) 
 		if time.Now().After(deadline) {
 			b, _ := os.ReadFile(logPath)
 			t.Fatalf("berth serve never answered %s:\n%s", url, b)
+		}
+	}
+}
+
+// Against a real sandbox through a real server: deny refuses a dangerous
+// command and nothing of it runs; audit records and runs; the trail
+// survives SIGKILL of the server.
+func TestSecurityPolicyEndToEnd(t *testing.T) {
+	c := newCLI(t)
+	body, err := os.ReadFile(c.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(c.config, append(body, []byte("\n[security]\npolicy = \"deny\"\n")...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bin := buildBerth(t, t.TempDir())
+	srv := startServer(t, c, bin)
+	t.Setenv("BERTH_HOST", "http://"+srv.addr)
+	id := strings.TrimSpace(c.ok("create", "--label", dockertest.Label+"="+env.RunID))
+	t.Cleanup(func() { c.run("--host", "", "rm", "-f", id) }) // locally: the server may be gone by then
+	c.ok("exec", id, "--", "sh", "-c", "touch /workspace/keep")
+
+	// `rm -rf /` is refused before it reaches the sandbox: keep survives
+	// although the same line would have deleted it first.
+	_, errs, code := c.run("exec", id, "--", "sh", "-c", "rm -rf /workspace/keep; rm -rf /")
+	if code == 0 || !strings.Contains(errs, "rm-root") {
+		t.Errorf("denied exec: exit %d, stderr %q; want a refusal naming rule rm-root", code, errs)
+	}
+	if out := c.ok("exec", id, "--", "ls", "/workspace"); out != "keep\n" {
+		t.Errorf("after the refused command /workspace holds %q: part of it ran", out)
+	}
+	// A harmless look-alike runs.
+	c.ok("exec", id, "--", "sh", "-c", "mkdir -p ./build && rm -rf ./build")
+
+	// SIGKILL the server, start another on the same trail: the records are there.
+	srv.cmd.Process.Signal(syscall.SIGKILL)
+	<-srv.exited
+	srv.exited <- nil
+	srv2 := startServer(t, c, bin)
+	t.Setenv("BERTH_HOST", "http://"+srv2.addr)
+	out := c.ok("audit", "--sandbox", id, "-o", "json")
+	for _, want := range []string{`"denied"`, "rm-root", "rm -rf ./build"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("audit trail after SIGKILL lacks %s:\n%s", want, out)
 		}
 	}
 }

@@ -52,7 +52,20 @@ func (m *Monitor) unsubscribe(s *subscriber) {
 func (m *Monitor) Publish(e Event) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if r := e.Sandbox; e.Type == EventReady && r != nil && r.ID == e.ID && m.byID[e.ID] == nil && r.State == stateRunning {
+		// The create (or resume) finished before Docker's events reached the
+		// view: the server's record is the newest truth.
+		now := m.opts.Now()
+		m.add(*r, now, now)
+	}
 	if ent := m.byID[e.ID]; ent != nil {
+		if r := e.Sandbox; e.Type == EventReady && r != nil && r.ContainerID == ent.sb.ContainerID && r.State == stateRunning && ent.sb.State != stateRunning {
+			// Ready means running: do not serve STARTING until the start
+			// event arrives.
+			if typ, reason := m.transition(ent, stateRunning, m.opts.Now()); typ != "" {
+				m.emitEntry(ent, typ, reason) // e.g. resumed: the engine's event will find nothing left to change
+			}
+		}
 		if r := e.Sandbox; e.Type == EventReady && r != nil && r.ContainerID == ent.sb.ContainerID && r.AgentURL != "" {
 			ent.sb.AgentURL, ent.sb.URLs, ent.sb.Ports = r.AgentURL, maps.Clone(r.URLs), slices.Clone(r.Ports)
 			if r.Key != "" {

@@ -413,3 +413,31 @@ func TestTouchAndPublishFillFromView(t *testing.T) {
 		}
 	})
 }
+
+// A ready event with the create's record shows the sandbox RUNNING at once,
+// before Docker's start event reaches the view, and the start event then
+// publishes nothing more.
+func TestReadyBeforeStartEvent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		eng := newFakeEngine()
+		h := start(t, eng, Options{})
+		defer h.stop()
+		cid := eng.create("s1", nil)
+		synctest.Wait()
+		h.drain()
+		rec, ok := h.m.Get("s1")
+		if !ok || rec.State != "created" {
+			t.Fatalf("before ready: %+v %v", rec.State, ok)
+		}
+		rec.State, rec.Status, rec.AgentURL = stateRunning, sandbox.StatusRunning, "http://127.0.0.1:1"
+		h.m.Publish(Event{Type: EventReady, ID: "s1", Sandbox: &rec})
+		if got, _ := h.m.Get("s1"); got.Status != sandbox.StatusRunning {
+			t.Errorf("after ready: %s, want RUNNING", got.Status)
+		}
+		eng.start(cid)
+		synctest.Wait()
+		if evs := summary(h.drain()); !slices.Equal(evs, []string{"ready:s1"}) {
+			t.Errorf("events: %v, want only the ready", evs)
+		}
+	})
+}
