@@ -25,7 +25,7 @@ check:
 	$(GO) vet ./...
 
 bench: build images
-	scripts/bench-create.sh
+	bin/berth bench --scenario all
 
 clean:
 	rm -rf $(BIN)

@@ -70,6 +70,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(a.fileCmds()...)
 	root.AddCommand(a.sessionCmds()...)
 	root.AddCommand(a.auditCmds()...)
+	root.AddCommand(a.poolCmds()...)
 	return root
 }
 

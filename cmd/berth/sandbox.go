@@ -49,11 +49,7 @@ func (a *app) createCmd() *cobra.Command {
 			if err := fl.apply(cmd, &spec); err != nil {
 				return err
 			}
-			rt, err := a.sandboxes(cmd.Context())
-			if err != nil {
-				return err
-			}
-			sb, err := rt.Create(cmd.Context(), spec)
+			sb, err := a.createSandbox(cmd.Context(), spec)
 			if err != nil {
 				return err
 			}

@@ -78,6 +78,12 @@ accepting, closes event streams, lets in-flight requests finish for up to
 			if err != nil {
 				return err
 			}
+			// Warm pools ([pool]): creates of a pooled shape claim a ready
+			// sandbox; the manager refills them in the background.
+			pm, err := a.poolManager(ctx)
+			if err != nil {
+				return err
+			}
 			// Every command and file change is judged and recorded.
 			an, trail, err := a.securityParts()
 			if err != nil {
@@ -88,7 +94,7 @@ accepting, closes event streams, lets in-flight requests finish for up to
 				Analyzer:     an,
 				Audit:        trail,
 				Config:       cfg,
-				Runtime:      rt,
+				Runtime:      pm.Runtime(),
 				View:         mon,
 				SpecDefaults: a.specFromConfig,
 				Registry:     reg,
@@ -108,7 +114,14 @@ accepting, closes event streams, lets in-flight requests finish for up to
 				defer close(monDone)
 				_ = mon.Run(monCtx)
 			}()
-			defer func() { stopMon(); <-monDone }()
+			poolDone := make(chan struct{})
+			go func() {
+				defer close(poolDone)
+				if err := pm.Run(monCtx); err != nil {
+					a.log.Error("warm pools stopped", "err", err)
+				}
+			}()
+			defer func() { stopMon(); <-monDone; <-poolDone }()
 			select {
 			case <-mon.Synced():
 			case <-ctx.Done():

@@ -66,7 +66,7 @@ func (s *Server) execSpec(req agentapi.ExecRequest) (procSpec, *apiError) {
 	if err := checkDir(dir); err != nil {
 		return procSpec{}, badRequest("%v", err)
 	}
-	env := mergeEnv(s.baseEnv, req.Env)
+	env := mergeEnv(*s.baseEnv.Load(), req.Env)
 	spec := procSpec{Dir: dir, Env: env, Cred: s.cred, Stdin: req.Stdin}
 	if len(req.Argv) > 0 {
 		path, err := lookPath(req.Argv[0], envValue(env, "PATH"), dir)

@@ -25,7 +25,7 @@ type Server struct {
 	log     *slog.Logger
 	user    Identity
 	cred    *syscall.Credential
-	baseEnv []string
+	baseEnv atomic.Pointer[[]string] // children's environment; replaced by POST /api/v1/meta
 	shell   string
 	keySum  [sha256.Size]byte
 	procs   *processTable
@@ -71,12 +71,13 @@ func NewServer(ctx context.Context, opts Options) (*Server, error) {
 		log:     opts.Logger,
 		user:    id,
 		cred:    cred,
-		baseEnv: baseEnv(opts.Environ, id),
 		shell:   opts.Shell,
 		keySum:  sha256.Sum256([]byte(opts.Key)),
 		procs:   newProcessTable(),
 		started: time.Now(),
 	}
+	env := baseEnv(opts.Environ, id)
+	s.baseEnv.Store(&env)
 	s.sessions = newSessionTable(s)
 	s.bg = newBgTable(s)
 	s.lastEnd.Store(s.started.UnixNano())
@@ -141,6 +142,7 @@ func (s *Server) Handler() http.Handler {
 	routes = append(routes, s.bgRoutes()...)
 	routes = append(routes, s.ptyRoutes()...)
 	routes = append(routes, s.fileRoutes()...)
+	routes = append(routes, s.metaRoutes()...)
 	allowed := map[string][]string{}
 	for _, rt := range routes {
 		mux.HandleFunc(rt.method+" "+rt.path, rt.h)

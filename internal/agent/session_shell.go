@@ -124,7 +124,7 @@ func (t *sessionTable) resolveSpec(opts agentapi.SessionOptions) (sessionSpec, *
 		return spec, badRequest("%v", err)
 	}
 	spec.dir = dir
-	spec.env = mergeEnv(srv.baseEnv, opts.Env)
+	spec.env = mergeEnv(*srv.baseEnv.Load(), opts.Env)
 	if opts.Shell != "" {
 		p, err := lookPath(opts.Shell, envValue(spec.env, "PATH"), dir)
 		if err != nil {

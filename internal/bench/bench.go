@@ -8,45 +8,78 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os/exec"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/berth-dev/berth/internal/agentapi"
+	"github.com/berth-dev/berth/internal/docker"
+	"github.com/berth-dev/berth/internal/pool"
 	"github.com/berth-dev/berth/internal/sandbox"
+)
+
+// Sides of a metric.
+const (
+	SideBerth  = "berth"
+	SideDocker = "docker"
 )
 
 // Metric is the summary of one measured operation.
 type Metric struct {
-	Name    string  `json:"name"`
-	Side    string  `json:"side"` // "berth" or "docker"
-	N       int     `json:"n"`
-	OK      int     `json:"ok"`
-	P50MS   float64 `json:"p50_ms"`
-	P95MS   float64 `json:"p95_ms"`
-	P99MS   float64 `json:"p99_ms"`
-	MeanMS  float64 `json:"mean_ms"`
-	Success float64 `json:"success_rate"`
-	Command string  `json:"command,omitempty"` // what the docker side ran
+	Name     string  `json:"name"`
+	Side     string  `json:"side"` // "berth" or "docker"
+	Scenario string  `json:"scenario,omitempty"`
+	N        int     `json:"n"`
+	OK       int     `json:"ok"`
+	P50MS    float64 `json:"p50_ms"`
+	P95MS    float64 `json:"p95_ms"`
+	P99MS    float64 `json:"p99_ms"`
+	MeanMS   float64 `json:"mean_ms"`
+	Success  float64 `json:"success_rate"`
+	Command  string  `json:"command,omitempty"` // what the docker side ran
 }
 
-// Ratio compares a berth metric with its raw Docker baseline (p50 over p50):
-// below 1 means berth is faster.
+// Ratio compares a berth metric with its raw Docker baseline: below 1
+// means berth is faster.
 type Ratio struct {
-	Berth  string  `json:"berth"`
-	Docker string  `json:"docker"`
-	P50    float64 `json:"p50_ratio"`
+	Scenario string  `json:"scenario,omitempty"`
+	Berth    string  `json:"berth"`
+	Docker   string  `json:"docker"`
+	P50      float64 `json:"p50_ratio"`
+	P95      float64 `json:"p95_ratio"`
+}
+
+// PhaseSummary is where the time of a create (or a claim) goes: one phase,
+// over every measured create of a path.
+type PhaseSummary struct {
+	Path   string  `json:"path"` // "cold" or "warm"
+	Name   string  `json:"name"`
+	P50MS  float64 `json:"p50_ms"`
+	P95MS  float64 `json:"p95_ms"`
+	MeanMS float64 `json:"mean_ms"`
+}
+
+// Count is a figure that is not a latency: warm claims of a run, sandboxes
+// left behind after a burst.
+type Count struct {
+	Scenario string  `json:"scenario,omitempty"`
+	Name     string  `json:"name"`
+	Side     string  `json:"side,omitempty"`
+	Value    float64 `json:"value"`
 }
 
 // Report is one bench run.
 type Report struct {
-	Started time.Time `json:"started"`
-	Image   string    `json:"image"`
-	N       int       `json:"n"`
-	Metrics []Metric  `json:"metrics"`
-	Ratios  []Ratio   `json:"ratios"`
+	Started   time.Time      `json:"started"`
+	Scenario  string         `json:"scenario"`
+	Image     string         `json:"image"`
+	N         int            `json:"n"`
+	Metrics   []Metric       `json:"metrics"`
+	Ratios    []Ratio        `json:"ratios"`
+	Phases    []PhaseSummary `json:"phases,omitempty"`
+	Counts    []Count        `json:"counts,omitempty"`
+	Footprint *Footprint     `json:"footprint,omitempty"`
 }
 
 // Summarize turns samples (successful runs only) and a failure count into a
@@ -61,7 +94,6 @@ func Summarize(name, side string, samples []time.Duration, failures int) Metric 
 	}
 	s := slices.Clone(samples)
 	slices.Sort(s)
-	ms := func(d time.Duration) float64 { return math.Round(float64(d)/1e4) / 100 }
 	rank := func(p float64) time.Duration { return s[max(0, int(math.Ceil(p*float64(len(s))))-1)] }
 	var sum time.Duration
 	for _, d := range s {
@@ -72,6 +104,9 @@ func Summarize(name, side string, samples []time.Duration, failures int) Metric 
 	return m
 }
 
+// ms is d in milliseconds, to 0.01 ms.
+func ms(d time.Duration) float64 { return math.Round(float64(d)/1e4) / 100 }
+
 // Options of a run.
 type Options struct {
 	N      int
@@ -79,132 +114,181 @@ type Options struct {
 	Docker string       // docker CLI for the baseline ("" = skip it)
 	Labels map[string]string
 	Log    io.Writer // progress lines; nil = none
+
+	Burst    int           // concurrent creates of the burst scenario (default 50)
+	Interval time.Duration // time between arrivals in the staggered scenario (default 250ms)
+}
+
+func (o Options) withDefaults() Options {
+	if o.N < 1 {
+		o.N = 1
+	}
+	if o.Burst <= 0 {
+		o.Burst = 50
+	}
+	if o.Interval <= 0 {
+		o.Interval = 250 * time.Millisecond
+	}
+	return o
+}
+
+func (o Options) logf(format string, args ...any) {
+	if o.Log != nil {
+		fmt.Fprintf(o.Log, format+"\n", args...)
+	}
 }
 
 // Runtime is what the bench drives on the berth side.
 type Runtime interface {
 	Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbox, error)
 	Remove(ctx context.Context, ref string) error
+	Pause(ctx context.Context, ref string) (sandbox.Sandbox, error)
+	Resume(ctx context.Context, ref string) (sandbox.Sandbox, error)
+	List(ctx context.Context, opts sandbox.ListOptions) ([]sandbox.Sandbox, error)
+}
+
+// Pool is the warm side: a running pool manager with a pool of the bench's
+// spec (*pool.Manager).
+type Pool interface {
+	Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbox, bool, error)
+	Stats() []pool.ShapeStats
 }
 
 // Agents makes an agent client for a sandbox.
 type Agents func(sb sandbox.Sandbox) *agentapi.Client
 
-// Create measures, N times each and interleaved so that machine noise hits
-// both sides alike: berth create→ready, berth create→first command, and the
-// raw Docker equivalent `docker run -d IMAGE sleep` + `docker exec ID true`.
-// Every sandbox and container is removed right after it is measured.
-func Create(ctx context.Context, rt Runtime, agents Agents, opts Options) (Report, error) {
-	rep := Report{Started: time.Now().UTC(), Image: opts.Spec.Image.Base, N: opts.N}
-	var ready, first, raw []time.Duration
-	var readyFail, firstFail, rawFail int
-	logf := func(format string, args ...any) {
-		if opts.Log != nil {
-			fmt.Fprintf(opts.Log, format+"\n", args...)
-		}
-	}
-	// One warm-up of each side: the first create may build the runtime image.
-	if sb, err := rt.Create(ctx, opts.Spec); err != nil {
-		return rep, fmt.Errorf("bench warm-up: %w", err)
-	} else if err := rt.Remove(ctx, sb.ID); err != nil {
-		return rep, err
-	}
-	dockerRef := ""
-	if opts.Docker != "" {
-		dockerRef = opts.Spec.Image.Base
-		if _, err := dockerRun(ctx, opts.Docker, dockerRef, opts.Labels); err != nil {
-			return rep, fmt.Errorf("bench warm-up (docker): %w", err)
-		}
-	}
-	for i := range opts.N {
-		if ctx.Err() != nil {
-			return rep, ctx.Err()
-		}
-		// berth: create→ready, and create→first command.
-		t0 := time.Now()
-		sb, err := rt.Create(ctx, opts.Spec)
-		d := time.Since(t0)
-		if err != nil {
-			readyFail++
-			firstFail++
-			logf("berth create %d: %v", i, err)
-		} else {
-			ready = append(ready, d)
-			_, _, exit, err := agents(sb).ExecOutput(ctx, agentapi.ExecRequest{Argv: []string{"true"}})
-			if err != nil || exit.ExitCode != 0 {
-				firstFail++
-				logf("berth first command %d: %v (exit %d)", i, err, exit.ExitCode)
-			} else {
-				first = append(first, time.Since(t0))
-			}
-			if err := rt.Remove(ctx, sb.ID); err != nil {
-				return rep, err
-			}
-		}
-		if dockerRef != "" {
-			if d, err := dockerRun(ctx, opts.Docker, dockerRef, opts.Labels); err != nil {
-				rawFail++
-				logf("docker run+exec %d: %v", i, err)
-			} else {
-				raw = append(raw, d)
-			}
-		}
-		logf("round %d/%d done", i+1, opts.N)
-	}
-	rep.Metrics = append(rep.Metrics,
-		Summarize("create_to_ready", "berth", ready, readyFail),
-		Summarize("create_to_first_command", "berth", first, firstFail))
-	if dockerRef != "" {
-		m := Summarize("run_to_first_exec", "docker", raw, rawFail)
-		m.Command = "docker run -d " + dockerRef + " sleep 3600 && docker exec ID true"
-		rep.Metrics = append(rep.Metrics, m)
-		for _, b := range rep.Metrics[:2] {
-			if m.P50MS > 0 {
-				rep.Ratios = append(rep.Ratios, Ratio{Berth: b.Name, Docker: m.Name, P50: math.Round(b.P50MS/m.P50MS*100) / 100})
-			}
-		}
-	}
-	return rep, nil
+// Target is what a scenario measures: the runtime, its agents, and the
+// warm pool (nil: no warm side).
+type Target struct {
+	Runtime Runtime
+	Agents  Agents
+	Pool    Pool
 }
 
-// dockerRun times `docker run -d` + `docker exec true` with the docker CLI,
-// then removes the container (not timed).
-func dockerRun(ctx context.Context, docker, ref string, labels map[string]string) (time.Duration, error) {
-	args := []string{"run", "-d"}
-	for k, v := range labels {
-		args = append(args, "--label", k+"="+v)
-	}
-	args = append(args, "--entrypoint", "sleep", ref, "3600")
-	t0 := time.Now()
-	out, err := exec.CommandContext(ctx, docker, args...).Output()
-	if err != nil {
-		return 0, fmt.Errorf("docker run: %w", cmdErr(err))
-	}
-	id := strings.TrimSpace(string(out))
-	defer exec.Command(docker, "rm", "-f", id).Run()
-	if err := exec.CommandContext(ctx, docker, "exec", id, "true").Run(); err != nil {
-		return 0, fmt.Errorf("docker exec: %w", cmdErr(err))
-	}
-	return time.Since(t0), nil
+// Scenario is one kind of run.
+type Scenario func(ctx context.Context, t Target, opts Options) (Report, error)
+
+// Scenarios are the runs berth bench knows, by name.
+var Scenarios = map[string]Scenario{
+	"sequential": Sequential,
+	"staggered":  Staggered,
+	"burst":      Burst,
+	"footprint":  FootprintScenario,
+	"create":     Create,
+	"exec":       Exec,
 }
 
-func cmdErr(err error) error {
-	if ee, ok := err.(*exec.ExitError); ok && len(ee.Stderr) > 0 {
-		return fmt.Errorf("%v: %s", err, strings.TrimSpace(string(ee.Stderr)))
+// Merge puts reports of several scenarios into one.
+func Merge(reps ...Report) Report {
+	out := Report{Scenario: "", Metrics: []Metric{}, Ratios: []Ratio{}}
+	var names []string
+	for i, r := range reps {
+		if i == 0 {
+			out.Started, out.Image, out.N = r.Started, r.Image, r.N
+		}
+		names = append(names, r.Scenario)
+		out.Metrics = append(out.Metrics, r.Metrics...)
+		out.Ratios = append(out.Ratios, r.Ratios...)
+		out.Phases = append(out.Phases, r.Phases...)
+		out.Counts = append(out.Counts, r.Counts...)
+		if r.Footprint != nil {
+			out.Footprint = r.Footprint
+		}
 	}
-	return err
+	out.Scenario = strings.Join(names, "+")
+	return out
+}
+
+func newReport(scenario string, opts Options) Report {
+	return Report{Started: time.Now().UTC(), Scenario: scenario, Image: opts.Spec.Image.Base, N: opts.N, Metrics: []Metric{}, Ratios: []Ratio{}}
+}
+
+// add summarizes samples into the report.
+func (r *Report) add(name, side string, samples []time.Duration, failures int, command string) {
+	m := Summarize(name, side, samples, failures)
+	m.Scenario, m.Command = r.Scenario, command
+	r.Metrics = append(r.Metrics, m)
+}
+
+// ratio adds berth's metric over docker's, if both were measured.
+func (r *Report) ratio(berth, dockerName string) {
+	var b, d *Metric
+	for i := range r.Metrics {
+		m := &r.Metrics[i]
+		if m.Scenario != r.Scenario {
+			continue
+		}
+		switch {
+		case m.Side == SideBerth && m.Name == berth:
+			b = m
+		case m.Side == SideDocker && m.Name == dockerName:
+			d = m
+		}
+	}
+	if b == nil || d == nil || b.OK == 0 || d.OK == 0 || d.P50MS == 0 || d.P95MS == 0 {
+		return
+	}
+	round := func(x float64) float64 { return math.Round(x*1000) / 1000 }
+	r.Ratios = append(r.Ratios, Ratio{Scenario: r.Scenario, Berth: berth, Docker: dockerName,
+		P50: round(b.P50MS / d.P50MS), P95: round(b.P95MS / d.P95MS)})
+}
+
+func (r *Report) count(name, side string, v float64) {
+	r.Counts = append(r.Counts, Count{Scenario: r.Scenario, Name: name, Side: side, Value: v})
+}
+
+// phases summarizes the traces of the creates of one path.
+func (r *Report) phases(path string, traces []*docker.Trace) {
+	byName := map[string][]time.Duration{}
+	var order []string
+	for _, t := range traces {
+		sums := map[string]time.Duration{}
+		for _, p := range t.Phases() {
+			if _, seen := byName[p.Name]; !seen {
+				order = append(order, p.Name)
+				byName[p.Name] = nil
+			}
+			sums[p.Name] += p.Duration // a retried phase counts whole
+		}
+		for n, d := range sums {
+			byName[n] = append(byName[n], d)
+		}
+	}
+	for _, n := range order {
+		m := Summarize(n, "", byName[n], 0)
+		r.Phases = append(r.Phases, PhaseSummary{Path: path, Name: n, P50MS: m.P50MS, P95MS: m.P95MS, MeanMS: m.MeanMS})
+	}
 }
 
 // WriteTable prints the report for a person.
 func (r Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "image %s, n=%d\n", r.Image, r.N)
-	fmt.Fprintln(tw, "SIDE\tMETRIC\tP50 ms\tP95 ms\tP99 ms\tMEAN ms\tOK")
+	fmt.Fprintf(tw, "scenario %s, image %s, n=%d\n", r.Scenario, r.Image, r.N)
+	fmt.Fprintln(tw, "SCENARIO\tSIDE\tMETRIC\tP50 ms\tP95 ms\tP99 ms\tMEAN ms\tOK")
 	for _, m := range r.Metrics {
-		fmt.Fprintf(tw, "%s\t%s\t%.1f\t%.1f\t%.1f\t%.1f\t%d/%d\n", m.Side, m.Name, m.P50MS, m.P95MS, m.P99MS, m.MeanMS, m.OK, m.N)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%d/%d\n", m.Scenario, m.Side, m.Name, m.P50MS, m.P95MS, m.P99MS, m.MeanMS, m.OK, m.N)
 	}
-	for _, x := range r.Ratios {
-		fmt.Fprintf(tw, "ratio\t%s / %s (p50)\t%.2f\t\t\t\t\n", x.Berth, x.Docker, x.P50)
+	if len(r.Ratios) > 0 {
+		fmt.Fprintln(tw, "\nSCENARIO\tRATIO berth / docker\tP50\tP95")
+		for _, x := range r.Ratios {
+			fmt.Fprintf(tw, "%s\t%s / %s\t%.3f\t%.3f\n", x.Scenario, x.Berth, x.Docker, x.P50, x.P95)
+		}
+	}
+	if len(r.Phases) > 0 {
+		fmt.Fprintln(tw, "\nPATH\tPHASE\tP50 ms\tP95 ms\tMEAN ms")
+		for _, p := range r.Phases {
+			fmt.Fprintf(tw, "%s\t%s\t%.2f\t%.2f\t%.2f\n", p.Path, p.Name, p.P50MS, p.P95MS, p.MeanMS)
+		}
+	}
+	if len(r.Counts) > 0 {
+		fmt.Fprintln(tw, "\nSCENARIO\tSIDE\tCOUNT\tVALUE")
+		for _, c := range r.Counts {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%g\n", c.Scenario, c.Side, c.Name, c.Value)
+		}
+	}
+	if f := r.Footprint; f != nil {
+		fmt.Fprintf(tw, "\nfootprint: %d/%d sandboxes idle; agent RSS MiB p50 %.2f p95 %.2f max %.2f; sandbox memory (cgroup) MiB p50 %.2f max %.2f; host memory per sandbox %.2f MiB\n",
+			f.OK, f.N, f.AgentRSSMiB.P50, f.AgentRSSMiB.P95, f.AgentRSSMiB.Max, f.CgroupMiB.P50, f.CgroupMiB.Max, f.HostPerSandboxMiB)
 	}
 	return tw.Flush()
 }
@@ -214,52 +298,4 @@ func (r Report) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
-}
-
-// Exec measures the exec round trip of `true` through the agent, N times,
-// interleaved with `docker exec ID true` on the same sandbox's container.
-func Exec(ctx context.Context, rt Runtime, agents Agents, opts Options) (Report, error) {
-	rep := Report{Started: time.Now().UTC(), Image: opts.Spec.Image.Base, N: opts.N}
-	sb, err := rt.Create(ctx, opts.Spec)
-	if err != nil {
-		return rep, fmt.Errorf("bench exec: %w", err)
-	}
-	defer rt.Remove(context.WithoutCancel(ctx), sb.ID)
-	agent := agents(sb)
-	var viaAgent, viaDocker []time.Duration
-	var agentFail, dockerFail int
-	for i := range opts.N + 1 { // round 0 warms both paths up
-		t0 := time.Now()
-		_, _, exit, err := agent.ExecOutput(ctx, agentapi.ExecRequest{Argv: []string{"true"}})
-		d := time.Since(t0)
-		if i > 0 {
-			if err != nil || exit.ExitCode != 0 {
-				agentFail++
-			} else {
-				viaAgent = append(viaAgent, d)
-			}
-		}
-		if opts.Docker != "" {
-			t0 = time.Now()
-			err := exec.CommandContext(ctx, opts.Docker, "exec", sb.ContainerID, "true").Run()
-			d = time.Since(t0)
-			if i > 0 {
-				if err != nil {
-					dockerFail++
-				} else {
-					viaDocker = append(viaDocker, d)
-				}
-			}
-		}
-	}
-	rep.Metrics = append(rep.Metrics, Summarize("exec_round_trip", "berth", viaAgent, agentFail))
-	if opts.Docker != "" {
-		m := Summarize("exec_round_trip", "docker", viaDocker, dockerFail)
-		m.Command = "docker exec ID true"
-		rep.Metrics = append(rep.Metrics, m)
-		if b := rep.Metrics[0]; b.P50MS > 0 {
-			rep.Ratios = append(rep.Ratios, Ratio{Berth: "exec_round_trip", Docker: "exec_round_trip", P50: math.Round(b.P50MS/m.P50MS*1000) / 1000})
-		}
-	}
-	return rep, nil
 }

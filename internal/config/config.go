@@ -9,11 +9,12 @@ import (
 	"time"
 )
 
-// Config is the content of berth.toml. The [sandbox] and [server] tables
-// are read; other tables of an OpenHands config.toml ([core], [llm], ...)
-// are ignored.
+// Config is the content of berth.toml. The [sandbox], [pool] and [server]
+// tables are read; other tables of an OpenHands config.toml ([core], [llm],
+// ...) are ignored.
 type Config struct {
-	Sandbox Sandbox `toml:"sandbox"`
+	Sandbox  Sandbox  `toml:"sandbox"`
+	Pool     Pool     `toml:"pool"`     // warm pools of berth serve (pool.go)
 	Server   Server   `toml:"server"`   // berth serve (server.go)
 	Security Security `toml:"security"` // berth serve's command policy and audit trail (security.go)
 	// Ignored lists the OpenHands [sandbox] keys the file set that berth

@@ -32,12 +32,17 @@ func decode(data []byte) (Config, []error) {
 		return c, []error{fmt.Errorf("parsing TOML: %w", err)}
 	}
 	var errs []error
-	if v, ok := raw["server"]; ok {
-		c.Server, errs = decodeServer(v)
+	if p, ok := raw["pool"]; ok {
+		c.Pool, errs = decodePool(p)
 	}
 	if v, ok := raw["security"]; ok {
 		var serr []error
 		c.Security, serr = decodeSecurity(v)
+		errs = append(errs, serr...)
+	}
+	if v, ok := raw["server"]; ok {
+		var serr []error
+		c.Server, serr = decodeServer(v)
 		errs = append(errs, serr...)
 	}
 	sb, present := raw["sandbox"]

@@ -111,6 +111,8 @@ func (s Server) validate() []error {
 			bad(key+".name", `""`, "every tenant needs a name")
 		case names[t.Name]:
 			bad(key+".name", show(t.Name), "names another tenant too")
+		case t.Name == "pool":
+			bad(key+".name", show(t.Name), "is reserved for warm pools")
 		}
 		names[t.Name] = true
 		switch {

@@ -49,14 +49,33 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbo
 	if err := r.normalize(&spec); err != nil {
 		return sandbox.Sandbox{}, err
 	}
+	if spec.Owner == OwnerPool {
+		return sandbox.Sandbox{}, fmt.Errorf("%w: owner %q is reserved for berth's warm pool", sandbox.ErrInvalidSpec, OwnerPool)
+	}
+	return r.create(ctx, spec, nil)
+}
+
+// poolParams make a create one of the warm pool's: its container carries
+// the shape and extra labels (not the caller's: it has none yet) and a
+// name of its own until a claim renames it.
+type poolParams struct {
+	shape  string
+	labels map[string]string
+}
+
+// create makes a sandbox from a normalized spec.
+func (r *Runtime) create(ctx context.Context, spec sandbox.Spec, pool *poolParams) (sandbox.Sandbox, error) {
+	watch := startWatch(ctx)
 	ms, err := parseMounts(spec)
 	if err != nil {
 		return sandbox.Sandbox{}, err
 	}
-	img, err := r.opts.Images.Resolve(ctx, spec.Image)
+	watch.lap(PhaseValidate)
+	ref, cached, err := r.resolveImage(ctx, spec.Image)
 	if err != nil {
 		return sandbox.Sandbox{}, fmt.Errorf("create sandbox: %w", err)
 	}
+	watch.lap(PhaseImage)
 	id, err := newID()
 	if err != nil {
 		return sandbox.Sandbox{}, err
@@ -81,6 +100,8 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbo
 	volumeLabels := map[string]string{sandbox.LabelID: id, sandbox.LabelOwner: spec.Owner}
 	if v, ok := spec.Labels[testRunLabel]; ok {
 		volumeLabels[testRunLabel] = v // lets test runs find and remove the volumes they made
+	} else if v, ok := pool.extra()[testRunLabel]; ok {
+		volumeLabels[testRunLabel] = v
 	}
 	dmounts := mounts.Docker(ms, overlay, volumeLabels)
 	// The agent also listens on a unix socket in a bind-mounted dir: the
@@ -92,6 +113,7 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbo
 			return sandbox.Sandbox{}, fmt.Errorf("create sandbox %s: %w", id, err)
 		}
 	}
+	watch.lap(PhasePrepare)
 
 	var containerID string
 	var plan []sandbox.Port
@@ -101,11 +123,24 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbo
 		if err != nil {
 			return sandbox.Sandbox{}, fmt.Errorf("create sandbox %s: %w", id, err)
 		}
-		containerID, err = r.createContainer(ctx, id, key, img.Ref, spec, plan, socketDir, dmounts)
+		watch.lap(PhasePorts)
+		containerID, err = r.createContainer(ctx, id, key, ref, spec, plan, socketDir, dmounts, pool)
+		var gone imageGone
+		if errors.As(err, &gone) && cached {
+			// The cached runtime image was removed: resolve it again, once.
+			log.Info("cached runtime image is gone; resolving it again", "image", ref)
+			r.forgetImage(spec.Image)
+			if ref, cached, err = r.resolveImage(ctx, spec.Image); err != nil {
+				return sandbox.Sandbox{}, fmt.Errorf("create sandbox %s: %w", id, err)
+			}
+			containerID, err = r.createContainer(ctx, id, key, ref, spec, plan, socketDir, dmounts, pool)
+		}
 		if err != nil {
 			return sandbox.Sandbox{}, err
 		}
+		watch.lap(PhaseCreate)
 		_, err = r.engine.ContainerStart(ctx, containerID, client.ContainerStartOptions{})
+		watch.lap(PhaseStart)
 		if err == nil {
 			break
 		}
@@ -134,20 +169,52 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbo
 		r.discard(containerID, log)
 		return sandbox.Sandbox{}, fmt.Errorf("create sandbox %s: %w", id, err)
 	}
+	watch.lap(PhaseReady)
 	sb, err := r.inspect(ctx, containerID)
 	if err != nil {
 		r.discard(containerID, log)
 		return sandbox.Sandbox{}, fmt.Errorf("create sandbox %s: %w", id, err)
 	}
+	watch.lap(PhaseInspect)
 	ok = true
-	log.Info("sandbox ready", "image", img.Ref, "network", spec.Network, "agent", agentURL)
+	log.Info("sandbox ready", "image", ref, "network", spec.Network, "agent", agentURL, "pool", pool.shapeKey())
 	return sb, nil
+}
+
+func (p *poolParams) extra() map[string]string {
+	if p == nil {
+		return nil
+	}
+	return p.labels
+}
+
+func (p *poolParams) shapeKey() string {
+	if p == nil {
+		return ""
+	}
+	return p.shape
+}
+
+// imageGone is ContainerCreate's answer when the image does not exist.
+type imageGone struct{ err error }
+
+func (e imageGone) Error() string { return e.err.Error() }
+func (e imageGone) Unwrap() error { return e.err }
+
+// Normalize validates spec and fills its defaults exactly as Create does,
+// so that two specs Create treats alike compare equal (the pool's shapes).
+func (r *Runtime) Normalize(spec sandbox.Spec) (sandbox.Spec, error) {
+	err := r.normalize(&spec)
+	return spec, err
 }
 
 // normalize validates the spec and fills its defaults.
 func (r *Runtime) normalize(spec *sandbox.Spec) error {
 	if err := spec.Validate(); err != nil {
 		return err
+	}
+	if _, ok := spec.Labels[LabelPool]; ok {
+		return fmt.Errorf("%w: label %q: berth sets this label itself", sandbox.ErrInvalidSpec, LabelPool)
 	}
 	if spec.Timeout == 0 {
 		spec.Timeout = defaultTimeout
@@ -245,22 +312,15 @@ func portEnv(plan []sandbox.Port) []string {
 
 // createContainer creates (does not start) the container. A name is checked
 // for uniqueness under a machine-wide lock held until the container exists.
-func (r *Runtime) createContainer(ctx context.Context, id, key, ref string, spec sandbox.Spec, plan []sandbox.Port, socketDir string, ms []mount.Mount) (string, error) {
+func (r *Runtime) createContainer(ctx context.Context, id, key, ref string, spec sandbox.Spec, plan []sandbox.Port, socketDir string, ms []mount.Mount, pool *poolParams) (string, error) {
 	if spec.Name != "" {
 		unlock, err := r.lockNames(ctx)
 		if err != nil {
 			return "", fmt.Errorf("create sandbox %s: %w", id, err)
 		}
 		defer unlock()
-		taken, err := r.engine.ContainerList(ctx, client.ContainerListOptions{
-			All:     true,
-			Filters: make(client.Filters).Add("label", sandbox.LabelName+"="+spec.Name),
-		})
-		if err != nil {
-			return "", fmt.Errorf("create sandbox %s: check name %q: %w", id, spec.Name, translate(err))
-		}
-		if len(taken.Items) > 0 {
-			return "", fmt.Errorf("%w: create sandbox: name %q is already used by sandbox %s", sandbox.ErrConflict, spec.Name, taken.Items[0].Labels[sandbox.LabelID])
+		if err := r.checkName(ctx, spec.Name); err != nil {
+			return "", fmt.Errorf("create sandbox %s: %w", id, err)
 		}
 	}
 
@@ -283,6 +343,19 @@ func (r *Runtime) createContainer(ctx context.Context, id, key, ref string, spec
 	}
 	if len(spec.Labels) > 0 {
 		labels[sandbox.LabelLabelKeys] = strings.Join(slices.Sorted(maps.Keys(spec.Labels)), ",")
+	}
+	name := namePrefix + id
+	if pool != nil {
+		// Not the caller's labels: they are not listed in label-keys, so a
+		// record never shows them.
+		for k, v := range pool.labels {
+			if _, set := labels[k]; !set {
+				labels[k] = v
+			}
+		}
+		labels[LabelPool] = pool.shape
+		labels[LabelPoolState] = r.stateTag()
+		name = poolNamePrefix + id
 	}
 
 	// The caller's env first, then berth's, which the caller cannot override.
@@ -361,13 +434,17 @@ func (r *Runtime) createContainer(ctx context.Context, id, key, ref string, spec
 		}
 	}
 	res, err := r.engine.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Name:             namePrefix + id,
+		Name:             name,
 		Config:           cfg,
 		HostConfig:       host,
 		NetworkingConfig: netcfg,
 	})
 	if err != nil {
-		return "", fmt.Errorf("create sandbox %s: create container from %s: %w", id, ref, translate(err))
+		err = fmt.Errorf("create sandbox %s: create container from %s: %w", id, ref, translate(err))
+		if cerrdefs.IsNotFound(err) {
+			return "", imageGone{err}
+		}
+		return "", err
 	}
 	// Extra networks are joined before the start, so the sandbox never runs
 	// without them; a missing network fails the create.

@@ -15,6 +15,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -37,6 +38,7 @@ type Engine interface {
 	ContainerRemove(ctx context.Context, id string, opts client.ContainerRemoveOptions) (client.ContainerRemoveResult, error)
 	ContainerLogs(ctx context.Context, id string, opts client.ContainerLogsOptions) (client.ContainerLogsResult, error)
 	ContainerWait(ctx context.Context, id string, opts client.ContainerWaitOptions) client.ContainerWaitResult
+	ContainerRename(ctx context.Context, id string, opts client.ContainerRenameOptions) (client.ContainerRenameResult, error)
 	NetworkConnect(ctx context.Context, network string, opts client.NetworkConnectOptions) (client.NetworkConnectResult, error)
 	NetworkInspect(ctx context.Context, network string, opts client.NetworkInspectOptions) (client.NetworkInspectResult, error)
 	NetworkCreate(ctx context.Context, name string, opts client.NetworkCreateOptions) (client.NetworkCreateResult, error)
@@ -66,7 +68,10 @@ type Options struct {
 	StateDir    string        // berth's per-machine state (name locks)
 	StopTimeout time.Duration // grace between SIGTERM and SIGKILL on stop (default 10s)
 	HTTPClient  *http.Client  // for agent calls; nil = a keep-alive client
-	Logger      *slog.Logger
+	// ImageCacheTTL is how long a resolved runtime image is reused without
+	// asking the engine (0 = 30s, negative = resolve on every create).
+	ImageCacheTTL time.Duration
+	Logger        *slog.Logger
 	// LogOutput, if set, receives container logs while a create waits for
 	// readiness with Spec.Debug (in addition to the debug log).
 	LogOutput io.Writer
@@ -78,6 +83,11 @@ type Runtime struct {
 	opts   Options
 	log    *slog.Logger
 	http   *http.Client
+	images *imageCache
+	agents *agentClients
+
+	tagOnce sync.Once
+	tag     string // of the state dir, on pooled containers (stateTag)
 }
 
 var _ sandbox.Runtime = (*Runtime)(nil)
@@ -98,7 +108,11 @@ func New(engine Engine, opts Options) *Runtime {
 	if hc == nil {
 		hc = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second}}
 	}
-	return &Runtime{engine: engine, opts: opts, log: log, http: hc}
+	ttl := opts.ImageCacheTTL
+	if ttl == 0 {
+		ttl = defaultImageCacheTTL
+	}
+	return &Runtime{engine: engine, opts: opts, log: log, http: hc, images: newImageCache(ttl), agents: newAgentClients(hc)}
 }
 
 // HTTPClient is the client the runtime uses to reach agents, for callers that

@@ -32,25 +32,48 @@ func (r *Runtime) Get(ctx context.Context, ref string) (sandbox.Sandbox, error) 
 	return sb, nil
 }
 
-// List returns the sandboxes that match opts, newest first.
+// List returns the sandboxes that match opts, newest first. The warm
+// pool's sandboxes are not listed until claimed, unless opts.Owner is
+// OwnerPool (then only they are). A claimed sandbox's owner and labels are
+// its claim's, so the filters apply here rather than in the engine.
 func (r *Runtime) List(ctx context.Context, opts sandbox.ListOptions) ([]sandbox.Sandbox, error) {
-	f := make(client.Filters).Add("label", sandbox.LabelID)
-	if opts.Owner != "" {
-		f.Add("label", sandbox.LabelOwner+"="+opts.Owner)
-	}
-	for k, v := range opts.Label {
-		f.Add("label", k+"="+v)
-	}
-	res, err := r.engine.ContainerList(ctx, client.ContainerListOptions{All: opts.All, Filters: f})
+	res, err := r.engine.ContainerList(ctx, client.ContainerListOptions{All: opts.All, Filters: make(client.Filters).Add("label", sandbox.LabelID)})
 	if err != nil {
 		return nil, fmt.Errorf("list sandboxes: %w", translate(err))
 	}
 	out := make([]sandbox.Sandbox, 0, len(res.Items))
 	for _, c := range res.Items {
-		out = append(out, r.fromSummary(c))
+		if r.foreignPool(c.Labels) {
+			continue
+		}
+		sb := r.fromSummary(c)
+		if isUnclaimed(sb, c.Labels) != (opts.Owner == OwnerPool) {
+			continue
+		}
+		if opts.Owner != "" && sb.Owner != opts.Owner {
+			continue
+		}
+		labels := c.Labels // a cold sandbox matches on its container's labels, as the engine's filter did
+		if c.Labels[LabelPool] != "" && !isUnclaimed(sb, c.Labels) {
+			labels = sb.Labels
+		}
+		if !hasLabels(labels, opts.Label) {
+			continue
+		}
+		out = append(out, sb)
 	}
 	slices.SortFunc(out, func(a, b sandbox.Sandbox) int { return b.CreatedAt.Compare(a.CreatedAt) })
 	return out, nil
+}
+
+// hasLabels reports whether labels has every key of want with its value.
+func hasLabels(labels, want map[string]string) bool {
+	for k, v := range want {
+		if got, ok := labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
 }
 
 // Pause freezes every process of the sandbox; memory stays allocated.
@@ -100,11 +123,13 @@ func (r *Runtime) Resume(ctx context.Context, ref string) (sandbox.Sandbox, erro
 	if err != nil {
 		return sandbox.Sandbox{}, fmt.Errorf("resume sandbox %s: %w", ref, err)
 	}
+	started := false
 	switch container.ContainerState(sb.State) {
 	case container.StatePaused:
 		_, err = r.engine.ContainerUnpause(ctx, cid, client.ContainerUnpauseOptions{})
 	case container.StateExited, container.StateCreated:
 		_, err = r.engine.ContainerStart(ctx, cid, client.ContainerStartOptions{})
+		started = true
 	case container.StateRunning:
 	default:
 		return sandbox.Sandbox{}, fmt.Errorf("%w: resume sandbox %s: container is %s", sandbox.ErrConflict, ref, sb.State)
@@ -116,13 +141,19 @@ func (r *Runtime) Resume(ctx context.Context, ref string) (sandbox.Sandbox, erro
 	if err := r.waitReady(ctx, sb.ID, cid, sb.AgentURL, sb.Key, timeout, false); err != nil {
 		return sandbox.Sandbox{}, fmt.Errorf("resume sandbox %s: %w", ref, err)
 	}
+	if started {
+		// A new agent: a claimed sandbox's env lives in its claim.
+		if err := r.reapplyClaim(ctx, sb); err != nil {
+			return sandbox.Sandbox{}, fmt.Errorf("resume sandbox %s: %w", ref, err)
+		}
+	}
 	return r.inspect(ctx, cid)
 }
 
 // Remove force-removes the sandbox's container and anonymous volumes and
 // releases its ports. A sandbox that is already gone is not an error.
 func (r *Runtime) Remove(ctx context.Context, ref string) error {
-	cid, err := r.resolve(ctx, ref)
+	cid, err := r.resolveRef(ctx, ref, true)
 	if cerrdefs.IsNotFound(err) {
 		return nil
 	}
@@ -132,6 +163,7 @@ func (r *Runtime) Remove(ctx context.Context, ref string) error {
 	id := ""
 	if sb, err := r.inspect(ctx, cid); err == nil {
 		id = sb.ID
+		r.agents.forget(sb.AgentURL)
 	}
 	_, err = r.engine.ContainerRemove(ctx, cid, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 	if err != nil && !cerrdefs.IsNotFound(err) {
@@ -174,8 +206,14 @@ type readCloser struct {
 func (rc readCloser) Close() error { return rc.src.Close() }
 
 // resolve turns a reference (id, unique id prefix, or name) into a
-// container id. The error wraps sandbox.ErrNotFound or ErrAmbiguous.
+// container id. The error wraps sandbox.ErrNotFound or ErrAmbiguous. The
+// warm pool's unclaimed sandboxes are nobody's: they are found only with
+// includePool (Remove).
 func (r *Runtime) resolve(ctx context.Context, ref string) (string, error) {
+	return r.resolveRef(ctx, ref, false)
+}
+
+func (r *Runtime) resolveRef(ctx context.Context, ref string, includePool bool) (string, error) {
 	if ref == "" {
 		return "", fmt.Errorf("%w: empty sandbox reference", sandbox.ErrNotFound)
 	}
@@ -185,8 +223,18 @@ func (r *Runtime) resolve(ctx context.Context, ref string) (string, error) {
 	}
 	var byPrefix []container.Summary
 	for _, c := range res.Items {
-		id := c.Labels[sandbox.LabelID]
-		if id == ref || c.Labels[sandbox.LabelName] == ref {
+		id, name := c.Labels[sandbox.LabelID], c.Labels[sandbox.LabelName]
+		if r.foreignPool(c.Labels) {
+			continue
+		}
+		if c.Labels[LabelPool] != "" {
+			rec, claimed := r.readClaim(id)
+			if (!claimed || rec.Owner == OwnerPool) && !includePool {
+				continue // the pool's (or being removed by it)
+			}
+			name = rec.Name
+		}
+		if id == ref || name != "" && name == ref {
 			return c.ID, nil
 		}
 		if strings.HasPrefix(id, ref) {
@@ -254,6 +302,7 @@ func (r *Runtime) fromSummary(c container.Summary) sandbox.Sandbox {
 		}
 	}
 	r.addPorts(&sb, c.Labels, bind, socketDir)
+	r.applyClaim(&sb, c.Labels)
 	return sb
 }
 

@@ -14,16 +14,17 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
-	"github.com/berth-dev/berth/internal/agentapi"
 	"github.com/berth-dev/berth/internal/sandbox"
 )
 
 const (
 	logTailLines = 20
-	// Readiness is polled with a short back-off: the agent usually answers
-	// within milliseconds of the container starting.
-	pollMin = 2 * time.Millisecond
-	pollMax = 50 * time.Millisecond
+	// Readiness is polled every pollMin for the first pollFast (the agent
+	// usually answers 10-30 ms after the start returns, and a refused
+	// connection costs microseconds), then with a back-off up to pollMax.
+	pollMin  = time.Millisecond
+	pollFast = 200 * time.Millisecond
+	pollMax  = 50 * time.Millisecond
 )
 
 // waitReady returns when the agent at agentURL answers /alive. It fails at
@@ -42,8 +43,8 @@ func (r *Runtime) waitReady(ctx context.Context, id, containerID, agentURL, key 
 	}
 
 	exited := r.engine.ContainerWait(wctx, containerID, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
-	agent := agentapi.New(agentURL, key, r.http)
-	delay := pollMin
+	agent := r.agents.get(agentURL, key)
+	delay, started := pollMin, time.Now()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -68,7 +69,9 @@ func (r *Runtime) waitReady(ctx context.Context, id, containerID, agentURL, key 
 				return nil
 			}
 			timer.Reset(delay)
-			delay = min(delay*2, pollMax)
+			if time.Since(started) > pollFast {
+				delay = min(delay*2, pollMax)
+			}
 		}
 	}
 }

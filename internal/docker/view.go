@@ -58,5 +58,6 @@ func (r *Runtime) FromInspect(c container.InspectResponse) sandbox.Sandbox {
 		}
 	}
 	r.addPorts(&sb, labels, bind, socketDir)
+	r.applyClaim(&sb, labels)
 	return sb
 }

@@ -267,7 +267,9 @@ func (m *Monitor) refresh(ctx context.Context, cid, id string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if e := m.byID[id]; e != nil && e.sb.ContainerID == cid {
-		e.sb.Name, e.sb.Labels = rec.Name, rec.Labels
+		// A rename is how a pooled sandbox's claim shows: its owner, name,
+		// labels and creation time are the claimer's from then on.
+		e.sb.Name, e.sb.Labels, e.sb.Owner, e.sb.CreatedAt = rec.Name, rec.Labels, rec.Owner, rec.CreatedAt
 		m.complete(e, rec)
 	}
 }

@@ -66,8 +66,8 @@ func (m *Monitor) applyPolicies(ctx context.Context, wg *sync.WaitGroup) time.Ti
 	defer m.mu.Unlock()
 	var running, candidates []*entry
 	for _, e := range m.byID {
-		if e.sb.Owner == "" || e.acting {
-			continue // not berth's to manage, or being acted on
+		if e.sb.Owner == "" || e.sb.Owner == sandbox.OwnerPool || e.acting {
+			continue // not berth's to manage, waiting in a pool, or being acted on
 		}
 		wait := now.Before(e.retryAt)
 		if wait {

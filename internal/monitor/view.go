@@ -186,6 +186,9 @@ func (m *Monitor) List(f Filter) []sandbox.Sandbox {
 	m.mu.Lock()
 	out := make([]sandbox.Sandbox, 0, len(m.byID))
 	for _, e := range m.byID {
+		if e.sb.Owner == sandbox.OwnerPool && f.Owner != sandbox.OwnerPool {
+			continue // a warm pool's, until a create claims it
+		}
 		if f.matches(e.sb) {
 			out = append(out, clone(e.sb))
 		}

@@ -31,6 +31,10 @@ var reservedLabels = map[string]bool{
 	LabelLabelKeys: true,
 }
 
+// OwnerPool owns the sandboxes of warm pools until a create claims one;
+// they are no tenant's, and neither listed nor managed by policies.
+const OwnerPool = "pool"
+
 // IsReservedLabel reports whether key is one berth sets itself.
 func IsReservedLabel(key string) bool { return reservedLabels[key] }
 

@@ -1,0 +1,27 @@
+package agentapi
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+)
+
+// SetMeta gives the agent what its sandbox's caller asked for (see
+// PathMeta). It must be the first keyed call to the agent.
+func (c *Client) SetMeta(ctx context.Context, req MetaRequest) (MetaResponse, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return MetaResponse{}, fmt.Errorf("agent meta: encode request: %w", err)
+	}
+	resp, err := c.do(ctx, http.MethodPost, PathMeta, body)
+	if err != nil {
+		return MetaResponse{}, err
+	}
+	defer drainClose(resp.Body)
+	var out MetaResponse
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return MetaResponse{}, fmt.Errorf("agent %s: decode: %w", PathMeta, err)
+	}
+	return out, nil
+}
