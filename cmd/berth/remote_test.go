@@ -22,7 +22,7 @@ import (
 // its sandboxes running.
 func TestCLIAgainstServer(t *testing.T) {
 	c := newCLI(t)
-	srv := startServer(t, c, buildBerth(t, t.TempDir()))
+	srv := startServer(t, c, buildBerth(t, t.TempDir()), "--debug")
 	addr, exited, logs := srv.addr, srv.exited, srv.logs
 
 	t.Setenv("BERTH_HOST", "http://"+addr)
@@ -74,8 +74,13 @@ func TestCLIAgainstServer(t *testing.T) {
 	}
 	c.ok("rm", id)
 	// The remote calls went through the server (it logs each request).
-	if b, _ := os.ReadFile(logs); !strings.Contains(string(b), id) {
+	b, _ := os.ReadFile(logs)
+	if !strings.Contains(string(b), id) {
 		t.Errorf("the server's log does not mention sandbox %s:\n%s", id, b)
+	}
+	// With --debug the sandbox's container log streams into the server's.
+	if !strings.Contains(string(b), "container log") || !strings.Contains(string(b), "exec start") {
+		t.Errorf("the server's debug log holds no container log lines:\n%s", b)
 	}
 }
 
@@ -89,7 +94,7 @@ type serveProc struct {
 
 // startServer runs `berth serve` with the CLI's config on a free loopback
 // port and waits until it answers; it is killed when the test ends.
-func startServer(t *testing.T, c *cli, bin string) *serveProc {
+func startServer(t *testing.T, c *cli, bin string, flags ...string) *serveProc {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -97,7 +102,7 @@ func startServer(t *testing.T, c *cli, bin string) *serveProc {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cmd := exec.Command(bin, "--config", c.config, "serve", "--addr", addr)
+	cmd := exec.Command(bin, append([]string{"--config", c.config, "serve", "--addr", addr}, flags...)...)
 	cmd.Env = os.Environ() // BERTH_STATE_DIR and BERTH_AGENT_BINARY from newCLI
 	logs, err := os.Create(filepath.Join(t.TempDir(), "serve.log"))
 	if err != nil {

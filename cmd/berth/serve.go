@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/berth-dev/berth/internal/audit"
 	"github.com/berth-dev/berth/internal/monitor"
 	"github.com/berth-dev/berth/internal/ports"
+	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/security"
 	"github.com/berth-dev/berth/internal/server"
 )
@@ -114,6 +116,11 @@ accepting, closes event streams, lets in-flight requests finish for up to
 				defer close(monDone)
 				_ = mon.Run(monCtx)
 			}()
+			if a.debug {
+				// The seed's LogStreamer: each sandbox's container log in
+				// the server's log, for its whole life.
+				go streamSandboxLogs(monCtx, mon, rt, a.log)
+			}
 			poolDone := make(chan struct{})
 			go func() {
 				defer close(poolDone)
@@ -207,4 +214,48 @@ func (a *app) securityParts() (*security.Analyzer, *audit.Trail, error) {
 		return nil, nil, err
 	}
 	return an, trail, nil
+}
+
+// streamSandboxLogs copies the container log of every sandbox the view
+// sees appear into log at debug level, each stream ending when its sandbox
+// is removed or ctx ends.
+func streamSandboxLogs(ctx context.Context, mon *monitor.Monitor, rt sandbox.Runtime, log *slog.Logger) {
+	streams := map[string]context.CancelFunc{}
+	start := func(id string) {
+		if _, ok := streams[id]; ok {
+			return
+		}
+		sctx, cancel := context.WithCancel(ctx)
+		streams[id] = cancel
+		go func() {
+			rc, err := rt.Logs(sctx, id, sandbox.LogOptions{Follow: true, Tail: "0"})
+			if err != nil {
+				return
+			}
+			defer rc.Close()
+			go func() { <-sctx.Done(); rc.Close() }()
+			sc := bufio.NewScanner(rc)
+			for sc.Scan() {
+				log.Debug("container log", "sandbox", id, "line", sc.Text())
+			}
+		}()
+	}
+	events := mon.Subscribe(ctx)
+	for _, sb := range mon.List(monitor.Filter{}) {
+		start(sb.ID)
+	}
+	for e := range events {
+		switch e.Type {
+		case monitor.EventCreated, monitor.EventReady, monitor.EventResumed:
+			start(e.ID)
+		case monitor.EventRemoved, monitor.EventStopped: // a resume starts a new stream
+			if cancel, ok := streams[e.ID]; ok {
+				cancel()
+				delete(streams, e.ID)
+			}
+		}
+	}
+	for _, cancel := range streams {
+		cancel()
+	}
 }
