@@ -433,12 +433,21 @@ func (r *Runtime) createContainer(ctx context.Context, id, key, ref string, spec
 			host.PortBindings[cp] = []network.PortBinding{{HostIP: addr, HostPort: strconv.Itoa(p.HostPort)}}
 		}
 	}
-	res, err := r.engine.ContainerCreate(ctx, client.ContainerCreateOptions{
+	// The create call is not cut by ctx: the engine may finish a create whose
+	// request was cancelled, and a container berth never learnt the id of
+	// would be left behind. A cancelled ctx is honoured right after.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	res, err := r.engine.ContainerCreate(cctx, client.ContainerCreateOptions{
 		Name:             name,
 		Config:           cfg,
 		HostConfig:       host,
 		NetworkingConfig: netcfg,
 	})
+	cancel()
+	if err == nil && ctx.Err() != nil {
+		r.discard(res.ID, r.log)
+		return "", fmt.Errorf("create sandbox %s: %w", id, ctx.Err())
+	}
 	if err != nil {
 		err = fmt.Errorf("create sandbox %s: create container from %s: %w", id, ref, translate(err))
 		if cerrdefs.IsNotFound(err) {

@@ -150,7 +150,9 @@ func (m *Manager) fillOne(ctx context.Context, key string) error {
 	spec := s.spec
 	m.mu.Unlock()
 	start := time.Now()
-	sb, err := m.rt.CreatePooled(ctx, spec, key, m.labels())
+	// A create in flight finishes even when Run is stopped (Run waits for
+	// it), so no half-made container is left behind.
+	sb, err := m.rt.CreatePooled(context.WithoutCancel(ctx), spec, key, m.labels())
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s.filling--
