@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -81,6 +82,18 @@ func TestLoad(t *testing.T) {
 			out, _, _, err := c.ExecOutput(ctx, box, client.ExecRequest{Session: fmt.Sprintf("load-%d", w), Command: "echo s" + strconv.Itoa(i)})
 			if err == nil && string(out) != want {
 				err = fmt.Errorf("output %q, want %q", out, want)
+			}
+			return err
+		}},
+		{"file write+read (agent proxy)", func(ctx context.Context, w, i int, box string) error {
+			path := fmt.Sprintf("/tmp/load-%d", w)
+			want := fmt.Sprintf("file %d of client %d\n", i, w)
+			if _, err := c.Agent(box).WriteFile(ctx, path, strings.NewReader(want), agentapi.WriteOptions{}); err != nil {
+				return err
+			}
+			got, _, err := c.Agent(box).ReadFileBytes(ctx, path, agentapi.ReadOptions{})
+			if err == nil && string(got) != want {
+				err = fmt.Errorf("read %q, want %q", got, want)
 			}
 			return err
 		}},
