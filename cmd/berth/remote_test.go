@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/client"
+
 	"github.com/berth-dev/berth/internal/dockertest"
 	"github.com/berth-dev/berth/internal/sandbox"
 )
@@ -193,5 +195,84 @@ func TestSecurityPolicyEndToEnd(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("audit trail after SIGKILL lacks %s:\n%s", want, out)
 		}
+	}
+}
+
+// A server SIGKILLed in the middle of creates leaves no half-made sandbox
+// once a restarted server's reconciler has run: every berth container of
+// this test is a working sandbox or gone, and a sandbox made before is
+// untouched.
+func TestServerKilledMidCreate(t *testing.T) {
+	c := newCLI(t)
+	body, err := os.ReadFile(c.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body = append(body, []byte("\n[server]\nreconcile_interval = \"1s\"\ncreate_grace = \"1s\"\n")...)
+	if err := os.WriteFile(c.config, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	label := dockertest.Label + "=" + env.RunID
+	before := strings.TrimSpace(c.ok("create", "--label", label))
+	t.Cleanup(func() { c.run("--host", "", "rm", "-f", before) })
+
+	bin := buildBerth(t, t.TempDir())
+	srv := startServer(t, c, bin)
+	// Creates in flight: the server dies under them.
+	for range 3 {
+		go func() {
+			req, _ := http.NewRequest(http.MethodPost, "http://"+srv.addr+"/api/v1/sandboxes",
+				strings.NewReader(`{"labels":{"`+dockertest.Label+`":"`+env.RunID+`"}}`))
+			req.Header.Set("Content-Type", "application/json")
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+	// Kill once a create has made its container (the engine says so).
+	deadline := time.Now().Add(30 * time.Second)
+	for len(env.Containers(t)) < 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond) // polling the engine for the container to appear
+	}
+	t.Logf("containers of the run when the kill is sent: %d", len(env.Containers(t)))
+	srv.cmd.Process.Signal(syscall.SIGKILL)
+	<-srv.exited
+	srv.exited <- nil
+	for _, cid := range env.Containers(t) {
+		if res, err := env.Client.ContainerInspect(context.Background(), cid, client.ContainerInspectOptions{}); err == nil && res.Container.State != nil {
+			t.Logf("after the kill: %s %s", cid[:12], res.Container.State.Status)
+		}
+	}
+
+	startServer(t, c, bin)
+	// After the grace and a reconciler pass: nothing is left half-made.
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		var bad []string
+		for _, cid := range env.Containers(t) {
+			res, err := env.Client.ContainerInspect(context.Background(), cid, client.ContainerInspectOptions{})
+			if err == nil && res.Container.State != nil && res.Container.State.Status != "running" {
+				bad = append(bad, cid[:12]+" "+string(res.Container.State.Status))
+			}
+		}
+		if len(bad) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("half-made containers left after the reconciler: %v", bad)
+		}
+		time.Sleep(200 * time.Millisecond) // the reconciler runs every second
+	}
+	// Every sandbox left answers its agent, and the one made before is intact.
+	for _, cid := range env.Containers(t) {
+		res, _ := env.Client.ContainerInspect(context.Background(), cid, client.ContainerInspectOptions{})
+		id := res.Container.Config.Labels[sandbox.LabelID]
+		t.Cleanup(func() { c.run("--host", "", "rm", "-f", id) })
+		if out, _, code := c.run("--host", "", "exec", id, "--", "echo", "ok"); code != 0 || out != "ok\n" {
+			t.Errorf("sandbox %s after the kill: exit %d %q", id, code, out)
+		}
+	}
+	if out := c.ok("--host", "", "inspect", before); !strings.Contains(out, "RUNNING") {
+		t.Errorf("the sandbox made before the kill: %q", out)
 	}
 }

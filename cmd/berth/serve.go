@@ -75,7 +75,9 @@ accepting, closes event streams, lets in-flight requests finish for up to
 					MaxRunning: sc.MaxRunning, IdleTimeout: sc.IdleTimeout.Duration,
 					IdleAction: sc.IdleAction, TTL: sc.TTL.Duration,
 				},
-				ReleaseOrphans: releaseOrphans(a.stateDir, a.ports, a.log),
+				ReleaseOrphans:    releaseOrphans(a.stateDir, a.ports, a.log),
+				ReconcileInterval: sc.ReconcileInterval.Duration,
+				CreateGrace:       sc.CreateGrace.Duration,
 			})
 			if err != nil {
 				return err

@@ -36,6 +36,10 @@ type Server struct {
 	IdleAction      string   `toml:"idle_action"`       // "pause" (default) or "stop"
 	TTL             Duration `toml:"ttl"`               // remove this long after creation; 0 = off
 	HealthCheckPath string   `toml:"health_check_path"` // agent path checked; default "/health"
+	// The reconciler: how often it runs (default 1m), and how old a
+	// never-started berth container must be before it is removed (2m).
+	ReconcileInterval Duration `toml:"reconcile_interval"`
+	CreateGrace       Duration `toml:"create_grace"`
 }
 
 // ServerTenant is one [[server.tenants]] entry.
@@ -96,6 +100,9 @@ func (s Server) validate() []error {
 	}
 	if s.IdleTimeout.Duration < 0 || s.TTL.Duration < 0 {
 		bad("server.idle_timeout/ttl", s.IdleTimeout.String()+"/"+s.TTL.String(), "must not be negative (0 = off)")
+	}
+	if s.ReconcileInterval.Duration < 0 || s.CreateGrace.Duration < 0 {
+		bad("server.reconcile_interval/create_grace", s.ReconcileInterval.String()+"/"+s.CreateGrace.String(), "must not be negative (0 = default)")
 	}
 	if s.IdleAction != "" && s.IdleAction != "pause" && s.IdleAction != "stop" {
 		bad("server.idle_action", show(s.IdleAction), `must be "pause" or "stop"`)
