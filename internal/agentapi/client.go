@@ -93,16 +93,22 @@ func (c *Client) getStatus(ctx context.Context, path string) error {
 
 // ServerInfo returns the agent's uptime, idle time, user and workdir.
 func (c *Client) ServerInfo(ctx context.Context) (ServerInfo, error) {
-	resp, err := c.do(ctx, http.MethodGet, PathServerInfo, nil)
+	var info ServerInfo
+	err := c.callJSON(ctx, http.MethodGet, PathServerInfo, nil, &info)
+	return info, err
+}
+
+// callJSON makes one call and decodes its JSON answer into dst.
+func (c *Client) callJSON(ctx context.Context, method, path string, body []byte, dst any) error {
+	resp, err := c.do(ctx, method, path, body)
 	if err != nil {
-		return ServerInfo{}, err
+		return err
 	}
 	defer drainClose(resp.Body)
-	var info ServerInfo
-	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil {
-		return ServerInfo{}, fmt.Errorf("agent %s: decode: %w", PathServerInfo, err)
+	if err := json.NewDecoder(resp.Body).Decode(dst); err != nil {
+		return fmt.Errorf("agent %s %s: decode answer: %w", method, path, err)
 	}
-	return info, nil
+	return nil
 }
 
 // Exec runs req and returns its exit event. Every event, the exit event

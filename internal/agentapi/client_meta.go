@@ -14,14 +14,9 @@ func (c *Client) SetMeta(ctx context.Context, req MetaRequest) (MetaResponse, er
 	if err != nil {
 		return MetaResponse{}, fmt.Errorf("agent meta: encode request: %w", err)
 	}
-	resp, err := c.do(ctx, http.MethodPost, PathMeta, body)
-	if err != nil {
-		return MetaResponse{}, err
-	}
-	defer drainClose(resp.Body)
 	var out MetaResponse
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return MetaResponse{}, fmt.Errorf("agent %s: decode: %w", PathMeta, err)
+	if err := c.callJSON(ctx, http.MethodPost, PathMeta, body, &out); err != nil {
+		return MetaResponse{}, err
 	}
 	return out, nil
 }

@@ -20,7 +20,7 @@ func (c *Client) StartProcess(ctx context.Context, req ProcessRequest) (ProcessI
 		return ProcessInfo{}, fmt.Errorf("agent start process: encode request: %w", err)
 	}
 	var info ProcessInfo
-	err = c.procCall(ctx, http.MethodPost, PathProcesses, body, &info)
+	err = c.callJSON(ctx, http.MethodPost, PathProcesses, body, &info)
 	return info, err
 }
 
@@ -28,7 +28,7 @@ func (c *Client) StartProcess(ctx context.Context, req ProcessRequest) (ProcessI
 // oldest first.
 func (c *Client) Processes(ctx context.Context) ([]ProcessInfo, error) {
 	var list ProcessList
-	if err := c.procCall(ctx, http.MethodGet, PathProcesses, nil, &list); err != nil {
+	if err := c.callJSON(ctx, http.MethodGet, PathProcesses, nil, &list); err != nil {
 		return nil, err
 	}
 	return list.Processes, nil
@@ -37,7 +37,7 @@ func (c *Client) Processes(ctx context.Context) ([]ProcessInfo, error) {
 // Process returns one background process, by id or name.
 func (c *Client) Process(ctx context.Context, ref string) (ProcessInfo, error) {
 	var info ProcessInfo
-	err := c.procCall(ctx, http.MethodGet, ProcessPath(ref), nil, &info)
+	err := c.callJSON(ctx, http.MethodGet, ProcessPath(ref), nil, &info)
 	return info, err
 }
 
@@ -59,7 +59,7 @@ func (c *Client) ProcessOutput(ctx context.Context, ref string, offset int64, fo
 	path := ProcessPath(ref) + ProcessOutputSuffix + "?" + q.Encode()
 	if !follow {
 		var out ProcessOutput
-		if err := c.procCall(ctx, http.MethodGet, path, nil, &out); err != nil {
+		if err := c.callJSON(ctx, http.MethodGet, path, nil, &out); err != nil {
 			return ProcessOutput{}, err
 		}
 		if onEvent == nil {
@@ -130,7 +130,7 @@ func (c *Client) WaitProcess(ctx context.Context, ref string, timeout time.Durat
 		path += "?timeout_ms=" + strconv.FormatInt(max(timeout.Milliseconds(), 1), 10)
 	}
 	var info ProcessInfo
-	err := c.procCall(ctx, http.MethodPost, path, nil, &info)
+	err := c.callJSON(ctx, http.MethodPost, path, nil, &info)
 	return info, err
 }
 
@@ -144,7 +144,7 @@ func (c *Client) WriteStdin(ctx context.Context, ref string, data []byte, eof bo
 		return 0, fmt.Errorf("agent process %s stdin: encode request: %w", ref, err)
 	}
 	var resp StdinResponse
-	err = c.procCall(ctx, http.MethodPost, ProcessPath(ref)+ProcessStdinSuffix, body, &resp)
+	err = c.callJSON(ctx, http.MethodPost, ProcessPath(ref)+ProcessStdinSuffix, body, &resp)
 	return resp.Written, err
 }
 
@@ -157,7 +157,7 @@ func (c *Client) SignalProcess(ctx context.Context, ref, signal string) (Process
 		return ProcessInfo{}, fmt.Errorf("agent process %s signal: encode request: %w", ref, err)
 	}
 	var info ProcessInfo
-	err = c.procCall(ctx, http.MethodPost, ProcessPath(ref)+ProcessSignalSuffix, body, &info)
+	err = c.callJSON(ctx, http.MethodPost, ProcessPath(ref)+ProcessSignalSuffix, body, &info)
 	return info, err
 }
 
@@ -165,19 +165,6 @@ func (c *Client) SignalProcess(ctx context.Context, ref, signal string) (Process
 // process and its output, and returns its last state.
 func (c *Client) RemoveProcess(ctx context.Context, ref string) (ProcessInfo, error) {
 	var info ProcessInfo
-	err := c.procCall(ctx, http.MethodDelete, ProcessPath(ref), nil, &info)
+	err := c.callJSON(ctx, http.MethodDelete, ProcessPath(ref), nil, &info)
 	return info, err
-}
-
-// procCall sends one request of the processes API and decodes a JSON answer into dst.
-func (c *Client) procCall(ctx context.Context, method, path string, body []byte, dst any) error {
-	resp, err := c.do(ctx, method, path, body)
-	if err != nil {
-		return err
-	}
-	defer drainClose(resp.Body)
-	if err := json.NewDecoder(resp.Body).Decode(dst); err != nil {
-		return fmt.Errorf("agent %s %s: decode answer: %w", method, path, err)
-	}
-	return nil
 }

@@ -20,14 +20,14 @@ func (c *Client) CreateSession(ctx context.Context, req SessionCreateRequest) (S
 		return SessionInfo{}, fmt.Errorf("agent create session: encode request: %w", err)
 	}
 	var info SessionInfo
-	err = c.getJSON(ctx, http.MethodPost, PathSessions, body, &info)
+	err = c.callJSON(ctx, http.MethodPost, PathSessions, body, &info)
 	return info, err
 }
 
 // Sessions lists the sessions, sorted by name.
 func (c *Client) Sessions(ctx context.Context) ([]SessionInfo, error) {
 	var list SessionList
-	if err := c.getJSON(ctx, http.MethodGet, PathSessions, nil, &list); err != nil {
+	if err := c.callJSON(ctx, http.MethodGet, PathSessions, nil, &list); err != nil {
 		return nil, err
 	}
 	return list.Sessions, nil
@@ -37,7 +37,7 @@ func (c *Client) Sessions(ctx context.Context) ([]SessionInfo, error) {
 // status 404.
 func (c *Client) Session(ctx context.Context, name string) (SessionInfo, error) {
 	var info SessionInfo
-	err := c.getJSON(ctx, http.MethodGet, SessionPath(PathSession, name), nil, &info)
+	err := c.callJSON(ctx, http.MethodGet, SessionPath(PathSession, name), nil, &info)
 	return info, err
 }
 
@@ -129,19 +129,6 @@ func (c *Client) sessionStream(ctx context.Context, method, path string, body []
 			return SessionEvent{}, fmt.Errorf("agent %s %s: %w", method, path, e)
 		}
 	}
-}
-
-// getJSON calls the agent and decodes its JSON answer into v.
-func (c *Client) getJSON(ctx context.Context, method, path string, body []byte, v any) error {
-	resp, err := c.do(ctx, method, path, body)
-	if err != nil {
-		return err
-	}
-	defer drainClose(resp.Body)
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		return fmt.Errorf("agent %s %s: decode: %w", method, path, err)
-	}
-	return nil
 }
 
 // ShellJoin quotes each argument for a POSIX shell and joins them with
