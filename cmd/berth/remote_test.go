@@ -276,3 +276,63 @@ func TestServerKilledMidCreate(t *testing.T) {
 		t.Errorf("the sandbox made before the kill: %q", out)
 	}
 }
+
+// confirm holds a HIGH command until someone answers: approved, it runs;
+// unanswered, it is refused when the approval times out and never runs.
+func TestSecurityConfirmEndToEnd(t *testing.T) {
+	c := newCLI(t)
+	body, err := os.ReadFile(c.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body = append(body, []byte("\n[security]\npolicy = \"confirm\"\napproval_timeout = \"3s\"\n")...)
+	if err := os.WriteFile(c.config, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := startServer(t, c, buildBerth(t, t.TempDir()))
+	t.Setenv("BERTH_HOST", "http://"+srv.addr)
+	id := strings.TrimSpace(c.ok("create", "--label", dockertest.Label+"="+env.RunID))
+	t.Cleanup(func() { c.run("--host", "", "rm", "-f", id) })
+
+	// A HIGH command (it names chmod -R 777 /) that leaves a mark if it runs.
+	high := func(mark string) func() (string, int) {
+		return func() (string, int) {
+			_, errs, code := c.run("exec", id, "--", "sh", "-c", "touch /tmp/"+mark+"; chmod -R 777 / 2>/dev/null; true")
+			return errs, code
+		}
+	}
+	type result struct {
+		errs string
+		code int
+	}
+	done := make(chan result, 1)
+	go func() { errs, code := high("approved")(); done <- result{errs, code} }()
+	// Wait for it to be pending, then approve it.
+	deadline := time.Now().Add(20 * time.Second)
+	var pending string
+	for pending == "" {
+		out, _, _ := c.run("approvals", "-o", "json")
+		var list []struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal([]byte(out), &list) == nil && len(list) > 0 {
+			pending = list[0].ID
+		} else if time.Now().After(deadline) {
+			t.Fatalf("no pending approval appeared: %q", out)
+		} else {
+			time.Sleep(50 * time.Millisecond) // polling the server's approvals
+		}
+	}
+	c.ok("approve", pending)
+	if r := <-done; r.code != 0 {
+		t.Errorf("approved command: exit %d, %q", r.code, r.errs)
+	}
+	// Unanswered: refused at the timeout, and nothing of it ran.
+	if errs, code := high("unanswered")(); code == 0 {
+		t.Errorf("unanswered HIGH command ran (exit 0, %q)", errs)
+	}
+	out := c.ok("exec", id, "--", "ls", "/tmp")
+	if !strings.Contains(out, "approved") || strings.Contains(out, "unanswered") {
+		t.Errorf("/tmp after approve and timeout: %q", out)
+	}
+}
