@@ -128,9 +128,36 @@ func (c *Client) Exec(ctx context.Context, req ExecRequest, onEvent func(ExecEve
 	// Closing without draining: when we stop early, the agent sees the
 	// connection go and kills the command.
 	defer resp.Body.Close()
-	dec := json.NewDecoder(resp.Body)
+	var exit ExecEvent
+	err = streamEvents(ctx, resp.Body, "exec", func(ev ExecEvent) (bool, error) {
+		if onEvent != nil {
+			if err := onEvent(ev); err != nil {
+				return true, err
+			}
+		}
+		switch ev.Type {
+		case EventExit:
+			exit = ev
+			return true, nil
+		case EventError:
+			return true, fmt.Errorf("agent exec: %w", eventError(ev.Error))
+		}
+		return false, nil
+	})
+	if err != nil {
+		return ExecEvent{}, err
+	}
+	return exit, nil
+}
+
+// streamEvents decodes an NDJSON stream of events of type E and hands each
+// to handle until handle says the stream is done (its final event) or
+// fails. A stream that ends before that is an error saying so, or ctx's
+// error when ctx ended.
+func streamEvents[E any](ctx context.Context, r io.Reader, what string, handle func(E) (done bool, err error)) error {
+	dec := json.NewDecoder(r)
 	for {
-		var ev ExecEvent
+		var ev E
 		if err := dec.Decode(&ev); err != nil {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
@@ -138,24 +165,20 @@ func (c *Client) Exec(ctx context.Context, req ExecRequest, onEvent func(ExecEve
 			if ctxErr := ctx.Err(); ctxErr != nil {
 				err = ctxErr
 			}
-			return ExecEvent{}, fmt.Errorf("agent exec: stream ended before the exit event: %w", err)
+			return fmt.Errorf("agent %s: stream ended before the exit event: %w", what, err)
 		}
-		if onEvent != nil {
-			if err := onEvent(ev); err != nil {
-				return ExecEvent{}, err
-			}
-		}
-		switch ev.Type {
-		case EventExit:
-			return ev, nil
-		case EventError:
-			e := ev.Error
-			if e == nil {
-				e = &Error{Code: CodeInternal, Message: "error event without details"}
-			}
-			return ExecEvent{}, fmt.Errorf("agent exec: %w", e)
+		if done, err := handle(ev); done || err != nil {
+			return err
 		}
 	}
+}
+
+// eventError is the error an error event carries.
+func eventError(e *Error) *Error {
+	if e == nil {
+		return &Error{Code: CodeInternal, Message: "error event without details"}
+	}
+	return e
 }
 
 // ExecOutput runs req and returns all of its output with the exit event.

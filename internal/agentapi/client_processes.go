@@ -3,9 +3,7 @@ package agentapi
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -83,41 +81,32 @@ func (c *Client) ProcessOutput(ctx context.Context, ref string, offset int64, fo
 		return ProcessOutput{}, err
 	}
 	defer resp.Body.Close()
-	dec := json.NewDecoder(resp.Body)
 	var dropped int64
-	for {
-		var ev OutputEvent
-		if err := dec.Decode(&ev); err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			if ctxErr := ctx.Err(); ctxErr != nil {
-				err = ctxErr
-			}
-			return ProcessOutput{}, fmt.Errorf("agent process %s output: stream ended before the exit event: %w", ref, err)
-		}
+	var out ProcessOutput
+	err = streamEvents(ctx, resp.Body, "process "+ref+" output", func(ev OutputEvent) (bool, error) {
 		switch ev.Type {
 		case OutputExit:
-			out := ProcessOutput{NextOffset: ev.Offset, DroppedBytes: dropped}
+			out = ProcessOutput{NextOffset: ev.Offset, DroppedBytes: dropped}
 			if ev.Process != nil {
 				out.Process = *ev.Process
 			}
-			return out, nil
+			return true, nil
 		case OutputError:
-			e := ev.Error
-			if e == nil {
-				e = &Error{Code: CodeInternal, Message: "error event without details"}
-			}
-			return ProcessOutput{}, fmt.Errorf("agent process %s output: %w", ref, e)
+			return true, fmt.Errorf("agent process %s output: %w", ref, eventError(ev.Error))
 		case OutputDropped:
 			dropped += ev.DroppedBytes
 		}
 		if onEvent != nil {
 			if err := onEvent(ev); err != nil {
-				return ProcessOutput{}, err
+				return true, err
 			}
 		}
+		return false, nil
+	})
+	if err != nil {
+		return ProcessOutput{}, err
 	}
+	return out, nil
 }
 
 // WaitProcess blocks until the process exits and returns its final state.

@@ -3,9 +3,7 @@ package agentapi
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -101,34 +99,26 @@ func (c *Client) sessionStream(ctx context.Context, method, path string, body []
 		return SessionEvent{}, err
 	}
 	defer resp.Body.Close()
-	dec := json.NewDecoder(resp.Body)
-	for {
-		var ev SessionEvent
-		if err := dec.Decode(&ev); err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			if ctxErr := ctx.Err(); ctxErr != nil {
-				err = ctxErr
-			}
-			return SessionEvent{}, fmt.Errorf("agent %s %s: stream ended before the exit event: %w", method, path, err)
-		}
+	var last SessionEvent
+	err = streamEvents(ctx, resp.Body, method+" "+path, func(ev SessionEvent) (bool, error) {
 		if onEvent != nil {
 			if err := onEvent(ev); err != nil {
-				return SessionEvent{}, err
+				return true, err
 			}
 		}
 		switch ev.Type {
 		case EventExit:
-			return ev, nil
+			last = ev
+			return true, nil
 		case EventError:
-			e := ev.Error
-			if e == nil {
-				e = &Error{Code: CodeInternal, Message: "error event without details"}
-			}
-			return SessionEvent{}, fmt.Errorf("agent %s %s: %w", method, path, e)
+			return true, fmt.Errorf("agent %s %s: %w", method, path, eventError(ev.Error))
 		}
+		return false, nil
+	})
+	if err != nil {
+		return SessionEvent{}, err
 	}
+	return last, nil
 }
 
 // ShellJoin quotes each argument for a POSIX shell and joins them with
