@@ -103,7 +103,7 @@ func TestBenchReportBothSides(t *testing.T) {
 	} {
 		m := metric(x.scenario, x.side, x.name)
 		if m.OK != m.N || m.N == 0 || m.P50MS <= 0 || m.Success != 1 {
-			t.Errorf("%s %s %s: %+v", x.scenario, x.side, x.name, m)
+			t.Errorf("%s %s %s: %+v\nbench log:\n%s", x.scenario, x.side, x.name, m, log.String())
 		}
 	}
 	// A warm claim is a fraction of a cold create.
