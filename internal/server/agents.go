@@ -190,14 +190,14 @@ func (s *Server) handleAgent(w http.ResponseWriter, r *http.Request) {
 	}
 	// Actions (exec, processes, file writes...) are judged by the security
 	// policy before anything reaches the agent; a refused one never does.
-	if s.policyFor(tenantOf(r)) != PolicyOff {
+	if s.policyFor(tenantOf(r), sb) != PolicyOff {
 		a, err := s.judgeAgentCall(w, r, rest)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
 		if a.kind != "" {
-			if _, ok := s.guard(w, r, sb.ID, a); !ok {
+			if _, ok := s.guard(w, r, sb, a); !ok {
 				return
 			}
 		}

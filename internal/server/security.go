@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -17,6 +18,7 @@ import (
 	"github.com/berth-dev/berth/internal/audit"
 	"github.com/berth-dev/berth/internal/client"
 	"github.com/berth-dev/berth/internal/monitor"
+	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/security"
 )
 
@@ -62,8 +64,9 @@ func (c SecurityConfig) check() error {
 	return fmt.Errorf(`server: security medium %q: want "allow" or "deny"`, c.Medium)
 }
 
-// policyFor is the policy of tenant t: its own, else the server's.
-func (s *Server) policyFor(t *tenant) string {
+// policyFor is the policy for actions of tenant t in sandbox sb: the
+// tenant's own, else the server's.
+func (s *Server) policyFor(t *tenant, sb sandbox.Sandbox) string {
 	if t != nil && t.SecurityPolicy != "" {
 		return t.SecurityPolicy
 	}
@@ -104,13 +107,26 @@ type guarded struct {
 // guard judges the action, records it, and, when the policy refuses it,
 // answers 403 "denied" and returns ok false: the caller must not run it.
 // With the policy off it only returns ok.
-func (s *Server) guard(w http.ResponseWriter, r *http.Request, sandboxID string, a act) (*guarded, bool) {
-	t := tenantOf(r)
-	policy := s.policyFor(t)
-	if policy == PolicyOff {
-		return nil, true
+func (s *Server) guard(w http.ResponseWriter, r *http.Request, sb sandbox.Sandbox, a act) (*guarded, bool) {
+	g, refused := s.judge(r.Context(), tenantOf(r), sb, a)
+	if refused != nil {
+		s.metrics.errors.WithLabelValues(client.CodeDenied).Inc()
+		writeJSON(w, http.StatusForbidden, refused)
+		return nil, false
 	}
-	rec := audit.Record{ID: newRecordID(), Time: time.Now().UTC(), Sandbox: sandboxID, Action: a.kind,
+	return g, true
+}
+
+// judge decides an action of tenant t in sandbox sb under its policy: it
+// records it, waits for an approval under PolicyConfirm, and returns
+// either the allowed action (nil with the policy off) or, when it must not
+// run, the answer for the caller.
+func (s *Server) judge(ctx context.Context, t *tenant, sb sandbox.Sandbox, a act) (*guarded, *client.DeniedError) {
+	policy := s.policyFor(t, sb)
+	if policy == PolicyOff {
+		return nil, nil
+	}
+	rec := audit.Record{ID: newRecordID(), Time: time.Now().UTC(), Sandbox: sb.ID, Action: a.kind,
 		What: a.what, Level: a.as.Level.String(), Decision: s.decide(policy, a.as.Level)}
 	if t != nil {
 		rec.Tenant = t.Name
@@ -122,17 +138,17 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request, sandboxID string,
 	why := ""
 	if rec.Decision == audit.Pending {
 		// The record is on disk as pending; its completion says how it ended.
-		rec.Decision, why = s.await(r.Context(), rec)
+		rec.Decision, why = s.await(ctx, rec)
 		s.record(audit.Record{ID: rec.ID, Time: time.Now().UTC(), Tenant: rec.Tenant, Sandbox: rec.Sandbox, Decision: rec.Decision})
 		s.publish(rec)
 	}
 	if rec.Decision != audit.Denied && rec.Decision != audit.TimedOut {
-		return &guarded{rec: rec, start: time.Now()}, true
+		return &guarded{rec: rec, start: time.Now()}, nil
 	}
 	if why != "" {
 		why = " (" + why + ")"
 	}
-	body := client.DeniedError{Code: client.CodeDenied, Level: rec.Level, Rules: rec.Rules,
+	body := &client.DeniedError{Code: client.CodeDenied, Level: rec.Level, Rules: rec.Rules,
 		Message: fmt.Sprintf("refused by the security policy (%s)%s: %s", policy, why, a.what)}
 	for _, f := range a.as.Findings {
 		if f.Level == a.as.Level {
@@ -141,9 +157,7 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request, sandboxID string,
 			break
 		}
 	}
-	s.metrics.errors.WithLabelValues(client.CodeDenied).Inc()
-	writeJSON(w, http.StatusForbidden, body)
-	return nil, false
+	return nil, body
 }
 
 // done completes an allowed action's record with its exit code.

@@ -136,9 +136,9 @@ func (s *Server) handleExec(w http.ResponseWriter, r *http.Request) {
 		kind = audit.ActionSession
 	}
 	var g *guarded
-	if s.policyFor(tenantOf(r)) != PolicyOff {
+	if s.policyFor(tenantOf(r), sb) != PolicyOff {
 		var ok bool
-		if g, ok = s.guard(w, r, sb.ID, s.judgeCommand(kind, req.Command, req.Cmd)); !ok {
+		if g, ok = s.guard(w, r, sb, s.judgeCommand(kind, req.Command, req.Cmd)); !ok {
 			return
 		}
 	}
