@@ -62,6 +62,23 @@ func (c *Client) DialPTY(ctx context.Context, opts PTYOptions) (*PTYConn, error)
 	for _, k := range names {
 		q.Add(PTYQueryEnv, k+"="+opts.Env[k])
 	}
+	ws, err := c.DialPTYSocket(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	ws.SetReadLimit(1 << 20)
+	pr, pw := io.Pipe()
+	cctx, cancel := context.WithCancel(context.Background())
+	p := &PTYConn{ws: ws, ctx: cctx, cancel: cancel, pr: pr, done: make(chan struct{})}
+	go p.readLoop(pw)
+	return p, nil
+}
+
+// DialPTYSocket opens the terminal's websocket with query q (the
+// PTYQuery parameters) and returns it as it is, for a caller that relays
+// its messages (berth serve). A request the agent refuses gives an
+// *APIError.
+func (c *Client) DialPTYSocket(ctx context.Context, q url.Values) (*websocket.Conn, error) {
 	u := c.base + PathPTY
 	if len(q) > 0 {
 		u += "?" + q.Encode()
@@ -76,12 +93,7 @@ func (c *Client) DialPTY(ctx context.Context, opts PTYOptions) (*PTYConn, error)
 		}
 		return nil, fmt.Errorf("agent %s: %w", PathPTY, err)
 	}
-	ws.SetReadLimit(1 << 20)
-	pr, pw := io.Pipe()
-	cctx, cancel := context.WithCancel(context.Background())
-	p := &PTYConn{ws: ws, ctx: cctx, cancel: cancel, pr: pr, done: make(chan struct{})}
-	go p.readLoop(pw)
-	return p, nil
+	return ws, nil
 }
 
 // readLoop hands terminal bytes to Read and keeps the exit message. It

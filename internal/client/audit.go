@@ -27,6 +27,16 @@ type DeniedError struct {
 	Rules []string `json:"rules,omitempty"`
 }
 
+// PTYDeniedType is the type of the text message a terminal websocket
+// proxied by berth serve sends when it refuses a typed line.
+const PTYDeniedType = "denied"
+
+// PTYDenied is that message: the line was erased, not run.
+type PTYDenied struct {
+	Type string `json:"type"` // PTYDeniedType
+	DeniedError
+}
+
 // AuditRecord is one action of the audit trail.
 type AuditRecord = audit.Record
 

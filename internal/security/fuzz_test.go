@@ -40,6 +40,21 @@ func FuzzCommand(f *testing.F) {
 		for _, op := range []FileOp{FileWrite, FileMove, FileRemove} {
 			check(t, in, a.File(op, in))
 		}
+		for _, unsure := range []bool{false, true} {
+			var incomplete bool
+			as := timed(t, in, func() Assessment {
+				var as Assessment
+				as, incomplete = a.TerminalLine(in, unsure)
+				return as
+			})
+			check(t, in, as)
+			if unsure && as.Level != LevelHigh {
+				t.Errorf("%.200q: an unsure terminal line is %v", in, as.Level)
+			}
+			if incomplete && hasRule(as, idUnparsable) {
+				t.Errorf("%.200q: an unfinished terminal line is reported unparsable", in)
+			}
+		}
 	})
 }
 

@@ -60,11 +60,12 @@ const (
 	idTooLong    = "too-long"
 	idTooDeep    = "too-deep"
 	idTooComplex = "too-complex"
+	idTermEdit   = "terminal-edit"
 )
 
 func reservedID(id string) bool {
 	switch id {
-	case idUnparsable, idTooLong, idTooDeep, idTooComplex:
+	case idUnparsable, idTooLong, idTooDeep, idTooComplex, idTermEdit:
 		return true
 	}
 	return false

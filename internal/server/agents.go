@@ -191,6 +191,10 @@ func (s *Server) handleAgent(w http.ResponseWriter, r *http.Request) {
 	// Actions (exec, processes, file writes...) are judged by the security
 	// policy before anything reaches the agent; a refused one never does.
 	if s.policyFor(tenantOf(r), sb) != PolicyOff {
+		if isPTYPath(rest) {
+			s.servePTY(w, r, sb, ag)
+			return
+		}
 		a, err := s.judgeAgentCall(w, r, rest)
 		if err != nil {
 			s.writeError(w, r, err)
