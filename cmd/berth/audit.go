@@ -14,11 +14,10 @@ import (
 	"github.com/berth-dev/berth/internal/server"
 )
 
-// auditCmds is berth audit: the server's audit trail of the agents' actions.
-// auditCmds are berth audit, approvals and approve: the server's audit
+// auditCmds are berth audit, approvals, approve and deny: the server's audit
 // trail, and the actions waiting for approval under the confirm policy.
 func (a *app) auditCmds() []*cobra.Command {
-	return []*cobra.Command{a.auditCmd(), a.approvalsCmd(), a.approveCmd()}
+	return []*cobra.Command{a.auditCmd(), a.approvalsCmd(), a.approveCmd(), a.denyCmd()}
 }
 
 // serverClient is the client of the berth server: --host / BERTH_HOST, else
@@ -75,22 +74,67 @@ func (a *app) approvalsCmd() *cobra.Command {
 func (a *app) approveCmd() *cobra.Command {
 	var deny bool
 	cmd := &cobra.Command{
-		Use:   "approve [--deny] ID",
+		Use:   "approve [--deny] [SANDBOX] ACTION",
 		Short: "Approve (or, with --deny, refuse) an action waiting for approval; see berth approvals",
-		Args:  cobra.ExactArgs(1),
+		Long: "Approve an action waiting for approval under the security policy \"confirm\" of berth serve.\n" +
+			"ACTION is the id berth approvals shows; with SANDBOX (an id or its prefix) the action must be of that sandbox.",
+		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.serverClient()
-			if err != nil {
-				return err
-			}
-			if err := c.Answer(cmd.Context(), args[0], !deny); err != nil {
-				return fmt.Errorf("approve %s: %w", args[0], err)
-			}
-			return nil
+			return a.answer(cmd, args, !deny)
 		},
 	}
 	cmd.Flags().BoolVar(&deny, "deny", false, "refuse the action instead")
 	return cmd
+}
+
+func (a *app) denyCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "deny [SANDBOX] ACTION",
+		Short: "Refuse an action waiting for approval (same as berth approve --deny)",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.answer(cmd, args, false)
+		},
+	}
+}
+
+// answer approves or refuses the action of args ([SANDBOX] ACTION).
+func (a *app) answer(cmd *cobra.Command, args []string, approve bool) error {
+	verb := "approve"
+	if !approve {
+		verb = "deny"
+	}
+	id, sandboxRef := args[len(args)-1], ""
+	if len(args) == 2 {
+		sandboxRef = args[0]
+	}
+	c, err := a.serverClient()
+	if err != nil {
+		return err
+	}
+	if sandboxRef != "" {
+		list, err := c.Approvals(cmd.Context())
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", verb, id, err)
+		}
+		found := false
+		for _, p := range list {
+			if p.ID != id {
+				continue
+			}
+			found = true
+			if !strings.HasPrefix(p.Sandbox, sandboxRef) {
+				return fmt.Errorf("%s %s: the action is of sandbox %s, not %q; nothing was answered", verb, id, p.Sandbox, sandboxRef)
+			}
+		}
+		if !found {
+			return fmt.Errorf("%s %s: no such action waiting for approval (see berth approvals)", verb, id)
+		}
+	}
+	if err := c.Answer(cmd.Context(), id, approve); err != nil {
+		return fmt.Errorf("%s %s: %w", verb, id, err)
+	}
+	return nil
 }
 
 func (a *app) auditCmd() *cobra.Command {

@@ -31,3 +31,18 @@ func BenchmarkCommandDangerous(b *testing.B) {
 		}
 	}
 }
+
+// A line typed into a terminal is parsed once more, to know whether the
+// shell reads on.
+func BenchmarkTerminalLine(b *testing.B) {
+	a, err := New(DefaultRules())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if as, incomplete := a.TerminalLine(typicalCommand, false); as.Level != LevelLow || incomplete {
+			b.Fatalf("typical line judged %v (incomplete %v)", as.Level, incomplete)
+		}
+	}
+}

@@ -22,8 +22,12 @@ const msgTermEdit = "The line was edited with keys berth cannot follow (Tab comp
 // judged, word by word, without the "unparsable" finding.
 func (a *Analyzer) TerminalLine(text string, unsure bool) (as Assessment, incomplete bool) {
 	if len(text) <= maxInput {
-		p := syntax.NewParser(syntax.Variant(syntax.LangBash))
+		p, ok := a.parsers.Get().(*syntax.Parser)
+		if !ok {
+			p = syntax.NewParser(syntax.Variant(syntax.LangBash))
+		}
 		_, err := p.Parse(strings.NewReader(text), "")
+		a.parsers.Put(p)
 		// The parser takes an unclosed here-document as an error and a
 		// trailing backslash as a literal; bash reads on for both.
 		incomplete = syntax.IsIncomplete(err) ||
