@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/berth-dev/berth/internal/audit"
 	berthclient "github.com/berth-dev/berth/internal/client"
 	"github.com/berth-dev/berth/internal/server"
 )
@@ -139,35 +140,54 @@ func (a *app) answer(cmd *cobra.Command, args []string, approve bool) error {
 
 func (a *app) auditCmd() *cobra.Command {
 	var (
-		sandboxRef, since, output string
-		limit                     int
+		sandboxRef, since, output, file, tenant string
+		limit                                   int
+		local                                   bool
 	)
 	cmd := &cobra.Command{
-		Use:   "audit [--sandbox ID] [--since D] [--limit N] [-o json]",
+		Use:   "audit [--sandbox ID] [--since D] [--limit N] [--local | --file PATH] [--tenant NAME] [-o json]",
 		Short: "Show the audit trail of berth serve: the commands and file changes agents asked for, their risk and the policy's decision",
 		Long: "Show the audit trail kept by berth serve (see docs/security.md), for the tenant of BERTH_TOKEN.\n" +
 			"It asks the server of --host / BERTH_HOST, else the [server] addr of berth.toml, else " + server.DefaultAddr + ".\n" +
+			"--local reads the trail file itself (security.audit_file of berth.toml, else audit.jsonl in the state dir),\n" +
+			"--file PATH another one: no server needed, every tenant's records, --tenant to pick one.\n" +
 			"--since is a duration back from now (1h, 30m) or an RFC 3339 time.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			opts := berthclient.AuditOptions{Sandbox: sandboxRef, Limit: limit}
+			if limit < 0 {
+				return fmt.Errorf("invalid --limit %d: want a positive number", limit)
+			}
+			var sinceT time.Time
 			if since != "" {
 				t, err := parseSinceFlag(since, time.Now())
 				if err != nil {
 					return err
 				}
-				opts.Since = t
+				sinceT = t
 			}
-			c, err := a.serverClient()
-			if err != nil {
-				return err
+			if local && file == "" {
+				file = a.cfg.Security.AuditPath(a.stateDir)
 			}
-			recs, err := c.Audit(cmd.Context(), opts)
-			if err != nil {
-				return fmt.Errorf("audit: %w", err)
+			var recs []berthclient.AuditRecord
+			if file != "" {
+				var err error
+				if recs, err = readTrail(file, tenant, sandboxRef, sinceT, limit); err != nil {
+					return err
+				}
+			} else {
+				if tenant != "" {
+					return fmt.Errorf("--tenant needs --local or --file: a server shows only the records of your token's tenant")
+				}
+				c, err := a.serverClient()
+				if err != nil {
+					return err
+				}
+				if recs, err = c.Audit(cmd.Context(), berthclient.AuditOptions{Sandbox: sandboxRef, Limit: limit, Since: sinceT}); err != nil {
+					return fmt.Errorf("audit: %w", err)
+				}
 			}
 			if output == "json" {
 				return writeJSON(a.stdout, recs)
@@ -190,7 +210,37 @@ func (a *app) auditCmd() *cobra.Command {
 	f.StringVar(&since, "since", "", "only records since: a duration back from now (1h) or an RFC 3339 time")
 	f.IntVar(&limit, "limit", 0, "only the newest N records (default: the server's, 1000)")
 	f.StringVarP(&output, "output", "o", "", "output format: json")
+	f.BoolVar(&local, "local", false, "read the trail file of berth.toml's [security] here, not through a server")
+	f.StringVar(&file, "file", "", "read this trail file, not through a server")
+	f.StringVar(&tenant, "tenant", "", "only this tenant's records (with --local or --file)")
+	cmd.MarkFlagsMutuallyExclusive("local", "file")
 	return cmd
+}
+
+// readTrail reads the trail file path: the records of tenant (all when
+// empty) and of the sandbox whose id starts with sandboxRef, since since,
+// the newest limit of them.
+func readTrail(path, tenant, sandboxRef string, since time.Time, limit int) ([]berthclient.AuditRecord, error) {
+	recs, err := audit.ReadFile(path, audit.Query{Tenant: tenant, Since: since}, nil)
+	if err != nil {
+		return nil, err
+	}
+	if sandboxRef != "" {
+		kept := recs[:0]
+		for _, r := range recs {
+			if strings.HasPrefix(r.Sandbox, sandboxRef) {
+				kept = append(kept, r)
+			}
+		}
+		recs = kept
+	}
+	if limit > 0 && len(recs) > limit {
+		recs = recs[len(recs)-limit:]
+	}
+	if recs == nil {
+		recs = []berthclient.AuditRecord{}
+	}
+	return recs, nil
 }
 
 // parseSinceFlag reads --since: a duration back from now, or an RFC 3339 time.

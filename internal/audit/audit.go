@@ -182,7 +182,17 @@ func (t *Trail) Append(r Record) error {
 // with records of the same ID merged into one (the later fields win when
 // set). Lines that do not decode are skipped and logged.
 func (t *Trail) Query(q Query) ([]Record, error) {
-	f, err := os.Open(t.path)
+	return ReadFile(t.path, q, t.log)
+}
+
+// ReadFile queries the trail at path as Trail.Query does, without opening
+// it for writing: it can read a trail a running server appends to (a line
+// being written is skipped), or one copied elsewhere. log may be nil.
+func ReadFile(path string, q Query, log *slog.Logger) ([]Record, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
@@ -199,7 +209,7 @@ func (t *Trail) Query(q Query) ([]Record, error) {
 		}
 		var r Record
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.log.Warn("audit trail: skipping a bad line", "file", t.path, "line", line, "err", err)
+			log.Warn("audit trail: skipping a bad line", "file", path, "line", line, "err", err)
 			continue
 		}
 		if i, ok := index[r.ID]; ok && r.ID != "" {
@@ -220,7 +230,7 @@ func (t *Trail) Query(q Query) ([]Record, error) {
 		out = append(out, r)
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("audit: read %s: %w", t.path, err)
+		return nil, fmt.Errorf("audit: read %s: %w", path, err)
 	}
 	if q.Limit > 0 && len(out) > q.Limit {
 		out = out[len(out)-q.Limit:]
