@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"math"
 	"net/http"
 	"slices"
@@ -369,7 +370,20 @@ func (s *Server) handleBgSignal(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if bp.isDone() {
-		writeError(w, bgExitedError(bp, "there is nothing to signal"))
+		// Its group may live on (children it left running, such as a
+		// runaway fork loop): they are what is signalled then. While one
+		// of them lives the group id cannot be reused.
+		left := groupMembers(bp.p.pid)
+		if len(left) == 0 {
+			writeError(w, bgExitedError(bp, "no process of its group is left; there is nothing to signal"))
+			return
+		}
+		if err := syscall.Kill(-bp.p.pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			writeError(w, newAPIError(http.StatusInternalServerError, agentapi.CodeInternal, "signal what is left of process %s: %v", bp.id, err))
+			return
+		}
+		s.log.Info("background process signal: the process has exited, its group is signalled", "process", bp.id, "signal", sig.String(), "left", len(left))
+		writeJSON(w, http.StatusOK, bp.info())
 		return
 	}
 	if err := bp.p.killGroup(sig); err != nil {

@@ -279,6 +279,23 @@ func TestBgSignal(t *testing.T) {
 	_, err = a.client.SignalProcess(t.Context(), info.ID, "TERM")
 	bgAPIError(t, err, 409, agentapi.CodeConflict, "exited")
 
+	// A process that exited and left children in its group (a runaway
+	// loop's leftovers): the signal reaches them; with none left, 409.
+	info = a.bgStart(t, agentapi.ProcessRequest{Command: "sleep 1000 >/dev/null 2>&1 & echo $!"})
+	out, _ = a.bgOutputUntil(t, info.ID, "\n")
+	if child, err = strconv.Atoi(strings.TrimSpace(out)); err != nil {
+		t.Fatalf("child pid %q", out)
+	}
+	if end := a.bgWait(t, info.ID); end.ExitCode != 0 {
+		t.Fatalf("exit %+v", end)
+	}
+	if _, err := a.client.SignalProcess(t.Context(), info.ID, "KILL"); err != nil {
+		t.Fatalf("signal the leftovers of an exited process: %v", err)
+	}
+	waitGone(t, child)
+	_, err = a.client.SignalProcess(t.Context(), info.ID, "KILL")
+	bgAPIError(t, err, 409, agentapi.CodeConflict, "no process of its group is left")
+
 	// Names in any case, with or without SIG, numbers as strings or JSON numbers.
 	for _, tc := range []struct {
 		body, want string

@@ -385,6 +385,18 @@ func ptyKillSession(p *process) {
 
 // ptySessionMembers lists the processes whose session id is sid, from /proc.
 func ptySessionMembers(sid int) []int {
+	return procMembers(sid, ptyStatSession)
+}
+
+// groupMembers lists the processes whose process group id is pgid, from
+// /proc.
+func groupMembers(pgid int) []int {
+	return procMembers(pgid, procStatGroup)
+}
+
+// procMembers lists the live (not zombie) processes other than id whose
+// /proc/PID/stat field, read by field, is id.
+func procMembers(id int, field func([]byte) (int, bool)) []int {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
@@ -392,14 +404,14 @@ func ptySessionMembers(sid int) []int {
 	var out []int
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == sid {
+		if err != nil || pid == id {
 			continue
 		}
 		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
 		if err != nil {
 			continue
 		}
-		if s, ok := ptyStatSession(data); ok && s == sid {
+		if v, ok := field(data); ok && v == id && !procStatZombie(data) {
 			out = append(out, pid)
 		}
 	}
@@ -409,15 +421,33 @@ func ptySessionMembers(sid int) []int {
 // ptyStatSession reads the session id from a /proc/PID/stat line:
 // "pid (comm) state ppid pgrp session ...", where comm may hold spaces
 // and parentheses.
-func ptyStatSession(stat []byte) (int, bool) {
+func ptyStatSession(stat []byte) (int, bool) { return procStatField(stat, 3) }
+
+// procStatGroup reads the process group id from a /proc/PID/stat line.
+func procStatGroup(stat []byte) (int, bool) { return procStatField(stat, 2) }
+
+// procStatZombie reports whether a /proc/PID/stat line is of a process
+// that has exited and waits to be reaped.
+func procStatZombie(stat []byte) bool {
+	i := strings.LastIndexByte(string(stat), ')')
+	if i < 0 {
+		return false
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	return len(f) > 0 && (f[0] == "Z" || f[0] == "X")
+}
+
+// procStatField reads the n-th number after the comm field of a
+// /proc/PID/stat line (0 is the state).
+func procStatField(stat []byte, n int) (int, bool) {
 	i := strings.LastIndexByte(string(stat), ')')
 	if i < 0 {
 		return 0, false
 	}
 	f := strings.Fields(string(stat[i+1:]))
-	if len(f) < 4 {
+	if len(f) <= n {
 		return 0, false
 	}
-	sid, err := strconv.Atoi(f[3])
-	return sid, err == nil
+	v, err := strconv.Atoi(f[n])
+	return v, err == nil
 }
