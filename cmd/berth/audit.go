@@ -198,6 +198,8 @@ func (a *app) auditCmd() *cobra.Command {
 				exit := "-"
 				if r.ExitCode != nil {
 					exit = strconv.Itoa(*r.ExitCode)
+				} else if r.Status != 0 {
+					exit = "http " + strconv.Itoa(r.Status) // the agent refused the call
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Local().Format(time.DateTime), auditShortID(r.Sandbox),
 					r.Action, dash(r.Level), r.Decision, exit, dash(strings.Join(r.Rules, ",")), auditLine(r.What, 80))

@@ -61,15 +61,19 @@ func (c *cli) ok(args ...string) string {
 func TestCLIEndToEnd(t *testing.T) {
 	c := newCLI(t)
 	label := dockertest.Label + "=" + env.RunID
-	id := strings.TrimSpace(c.ok("create", "--name", "cli-"+env.RunID, "--label", label, "-e", "FROM_FLAG=1"))
+	id := strings.TrimSpace(c.ok("create", "--name", "cli-"+env.RunID, "--label", label, "-e", "FROM_FLAG=1", "--security-policy", "confirm"))
 	t.Cleanup(func() { c.run("rm", "-f", id) })
 
 	var rec sandbox.Sandbox
 	if err := json.Unmarshal([]byte(c.ok("inspect", "-o", "json", "cli-"+env.RunID)), &rec); err != nil {
 		t.Fatal(err)
 	}
-	if rec.ID != id || rec.Status != sandbox.StatusRunning || rec.State != "running" || rec.URLs["agent"] == "" {
+	if rec.ID != id || rec.Status != sandbox.StatusRunning || rec.State != "running" || rec.URLs["agent"] == "" ||
+		rec.SecurityPolicy != sandbox.PolicyConfirm {
 		t.Errorf("inspect: %+v", rec)
+	}
+	if out := c.ok("inspect", id); !strings.Contains(out, "security_policy:") || !strings.Contains(out, "confirm") {
+		t.Errorf("inspect does not show the sandbox's security policy:\n%s", out)
 	}
 	var raw map[string]any
 	json.Unmarshal([]byte(c.ok("inspect", "-o", "json", id)), &raw)

@@ -19,8 +19,8 @@ func (a *app) poolCmds() []*cobra.Command {
 		Short: "Warm pools of ready sandboxes ([pool] in berth.toml; berth serve keeps them filled)",
 		Long: `Warm pools keep sandboxes of configured shapes created, started and ready.
 A create whose spec has the shape of a pool claims one of its sandboxes (its
-name, owner, labels and env are applied at claim time) instead of starting
-one: tens of milliseconds instead of hundreds. berth serve fills the pools and
+name, owner, labels, env and security policy are applied at claim time)
+instead of starting one: tens of milliseconds instead of hundreds. berth serve fills the pools and
 refills them after each claim; berth create claims a pooled sandbox when one
 of its shape exists. Pooled sandboxes are not listed until claimed.`,
 	}

@@ -154,8 +154,9 @@ func waitHealthy(t *testing.T, url string, exited <-chan error, logPath string) 
 }
 
 // Against a real sandbox through a real server: deny refuses a dangerous
-// command and nothing of it runs; audit records and runs; the trail
-// survives SIGKILL of the server.
+// command and nothing of it runs; audit records and runs; the trail holds
+// the exit codes of execs and background processes, and survives SIGKILL
+// of the server; a sandbox's own policy cannot loosen the server's.
 func TestSecurityPolicyEndToEnd(t *testing.T) {
 	c := newCLI(t)
 	body, err := os.ReadFile(c.config)
@@ -183,6 +184,58 @@ func TestSecurityPolicyEndToEnd(t *testing.T) {
 	}
 	// A harmless look-alike runs.
 	c.ok("exec", id, "--", "sh", "-c", "mkdir -p ./build && rm -rf ./build")
+
+	// Exit codes: of an exec (through the agent proxy, as the CLI runs it)
+	// and, once it exits, of a background process.
+	if _, errs, code := c.run("exec", id, "--", "sh", "-c", "exit 7"); code != 7 {
+		t.Errorf("exec exit 7: exit %d, %q", code, errs)
+	}
+	c.ok("exec", "-d", id, "--", "sh", "-c", "sleep 0.2; exit 5")
+	type rec struct {
+		Action   string `json:"action"`
+		What     string `json:"what"`
+		ExitCode *int   `json:"exit_code"`
+	}
+	exitOf := func(recs []rec, action, what string) *int {
+		for _, r := range recs {
+			if r.Action == action && r.What == what {
+				return r.ExitCode
+			}
+		}
+		return nil
+	}
+	var recs []rec
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		recs = nil
+		if err := json.Unmarshal([]byte(c.ok("audit", "--sandbox", id, "-o", "json")), &recs); err != nil {
+			t.Fatal(err)
+		}
+		if exitOf(recs, "process", "sh -c 'sleep 0.2; exit 5'") != nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond) // polling the server's trail
+	}
+	if code := exitOf(recs, "exec", "sh -c 'exit 7'"); code == nil || *code != 7 {
+		t.Errorf("the trail has exit code %v for sh -c 'exit 7': %+v", code, recs)
+	}
+	if code := exitOf(recs, "process", "sh -c 'sleep 0.2; exit 5'"); code == nil || *code != 5 {
+		t.Errorf("the trail has exit code %v for the background process: %+v", code, recs)
+	}
+
+	// A sandbox's own policy may tighten the server's deny, never loosen it.
+	if out, errs, code := c.run("create", "--security-policy", "audit", "--label", dockertest.Label+"="+env.RunID); code == 0 ||
+		!strings.Contains(errs, `security_policy "audit"`) || !strings.Contains(errs, "(deny)") {
+		c.run("--host", "", "rm", "-f", strings.TrimSpace(out))
+		t.Errorf("create --security-policy audit under deny: exit %d, %q", code, errs)
+	}
+	if _, errs, code := c.run("create", "--security-policy", "lax"); code == 0 || !strings.Contains(errs, "--security-policy") {
+		t.Errorf("create --security-policy lax: exit %d, %q", code, errs)
+	}
+	strict := strings.TrimSpace(c.ok("create", "--security-policy", "deny", "--label", dockertest.Label+"="+env.RunID))
+	t.Cleanup(func() { c.run("--host", "", "rm", "-f", strict) })
+	if out := c.ok("inspect", strict); !strings.Contains(out, "security_policy:") || !strings.Contains(out, "deny") {
+		t.Errorf("inspect of a sandbox with its own policy:\n%s", out)
+	}
 
 	// SIGKILL the server, start another on the same trail: the records are there.
 	srv.cmd.Process.Signal(syscall.SIGKILL)

@@ -21,6 +21,7 @@ import (
 // createFlags are create's flags beyond the config file.
 type createFlags struct {
 	image, name, output, network, memory, gpus string
+	securityPolicy                             string
 	env, labels, volumes, tmpfs, publish, join []string
 	timeout                                    time.Duration
 	cpus                                       float64
@@ -78,6 +79,8 @@ func (a *app) createCmd() *cobra.Command {
 	f.IntVar(&fl.pidsLimit, "pids-limit", 0, "process limit (default 4096; -1 = none)")
 	f.StringVar(&fl.gpus, "gpus", "", `GPUs: "all" or device numbers "0,1"`)
 	f.BoolVar(&fl.readOnly, "read-only", false, "read-only root filesystem (/workspace, /tmp and /home stay writable)")
+	f.StringVar(&fl.securityPolicy, "security-policy", "",
+		"the sandbox's own security policy under berth serve: off, audit, confirm or deny; it can only tighten the tenant's")
 	f.StringVarP(&fl.output, "output", "o", "", "output format: json")
 	return cmd
 }
@@ -198,6 +201,12 @@ func (fl createFlags) apply(cmd *cobra.Command, spec *sandbox.Spec) error {
 	if changed("read-only") {
 		spec.ReadOnlyRootfs = fl.readOnly
 	}
+	if changed("security-policy") {
+		if !sandbox.ValidPolicy(fl.securityPolicy) {
+			return fmt.Errorf("invalid --security-policy %q: expected off, audit, confirm or deny", fl.securityPolicy)
+		}
+		spec.SecurityPolicy = fl.securityPolicy
+	}
 	return nil
 }
 
@@ -273,6 +282,9 @@ func (a *app) inspectCmd() *cobra.Command {
 			row("image", sb.Image)
 			row("runtime_image", sb.RuntimeImage)
 			row("created_at", sb.CreatedAt.Format(time.RFC3339))
+			if sb.SecurityPolicy != "" {
+				row("security_policy", sb.SecurityPolicy)
+			}
 			for _, p := range sb.Ports {
 				row("port "+p.Name, fmt.Sprintf("%s:%d -> %d", p.HostIP, p.HostPort, p.Container))
 			}

@@ -63,9 +63,13 @@ type Record struct {
 	Rules    []string  `json:"rules,omitempty"` // ids of the rules that matched
 	Decision Decision  `json:"decision"`
 	// ExitCode and DurationMS are set when the server saw the end of the
-	// command.
+	// command (a file operation the agent did ends with exit code 0).
 	ExitCode   *int  `json:"exit_code,omitempty"`
 	DurationMS int64 `json:"duration_ms,omitempty"`
+	// Status is the HTTP status of an allowed call proxied to the agent
+	// that did not succeed (the agent's refusal, or the server's 502 when
+	// the agent did not answer); such a call has no ExitCode.
+	Status int `json:"status,omitempty"`
 }
 
 // Query selects records; zero fields select everything.
@@ -254,6 +258,9 @@ func merge(dst *Record, r Record) {
 	}
 	if r.DurationMS != 0 {
 		dst.DurationMS = r.DurationMS
+	}
+	if r.Status != 0 {
+		dst.Status = r.Status
 	}
 }
 

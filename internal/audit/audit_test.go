@@ -76,6 +76,41 @@ func TestAppendQuery(t *testing.T) {
 	}
 }
 
+// A completion may carry an HTTP status instead of an exit code; lines
+// written before the field existed read as they did, and records without
+// it are written without it.
+func TestStatusCompletion(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	old := `{"id":"a","time":"2026-01-01T00:00:00Z","tenant":"t","sandbox":"s","action":"file_write","what":"/x","decision":"allowed"}` + "\n" +
+		`{"id":"a","time":"2026-01-01T00:00:01Z","tenant":"t","sandbox":"s","action":"","what":"","decision":"","exit_code":0,"duration_ms":3}` + "\n"
+	if err := os.WriteFile(path, []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tr := openT(t, path)
+	if err := tr.Append(Record{ID: "b", Tenant: "t", Sandbox: "s", Action: ActionFileRemove, What: "/y", Decision: Allowed}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Append(Record{ID: "b", Tenant: "t", Sandbox: "s", Status: 404, DurationMS: 2}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := tr.Query(Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].ExitCode == nil || *got[0].ExitCode != 0 || got[0].Status != 0 ||
+		got[1].Status != 404 || got[1].ExitCode != nil || got[1].DurationMS != 2 || got[1].What != "/y" {
+		t.Fatalf("records %+v", got)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 4 || strings.Contains(lines[2], `"status"`) || !strings.Contains(lines[3], `"status":404`) {
+		t.Errorf("file:\n%s", b)
+	}
+}
+
 func TestTornLastLine(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
 	tr, err := Open(path, nil)

@@ -52,13 +52,15 @@ func TestRequestFromSpec(t *testing.T) {
 		UseHostNetwork: true, UserID: 0, ReadOnlyRootfs: true, Timeout: time.Minute,
 		Limits: sandbox.Limits{Memory: 1 << 30, NanoCPUs: 15e8, PidsLimit: 10},
 		GPUs:   sandbox.GPUs{Enabled: true, DeviceIDs: []string{"0", "2"}}, Debug: true, Owner: "ignored",
+		SecurityPolicy: sandbox.PolicyDeny,
 	}
 	req, err := client.RequestFromSpec(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if req.Image != "busybox" || req.Network != "host" || req.Memory != 1<<30 || req.CPUs != 1.5 || req.PidsLimit != 10 ||
-		req.UserID != nil || req.ReadOnly == nil || !*req.ReadOnly || req.GPUs != "0,2" || time.Duration(req.Timeout) != time.Minute {
+		req.UserID != nil || req.ReadOnly == nil || !*req.ReadOnly || req.GPUs != "0,2" || time.Duration(req.Timeout) != time.Minute ||
+		req.SecurityPolicy != "deny" {
 		t.Errorf("%+v", req)
 	}
 	for _, bad := range []sandbox.Spec{

@@ -47,7 +47,9 @@ func token() string {
 	return hex.EncodeToString(b)
 }
 
-func newEngineServer(t testing.TB) *engineServer {
+// newEngineServer starts the server; each of opts may change its options
+// (es.rt is set when they run).
+func newEngineServer(t testing.TB, opts ...func(*engineServer, *server.Options)) *engineServer {
 	t.Helper()
 	c := env.Require(t)
 	env.RequireImage(t, dockertest.BusyboxImage)
@@ -80,13 +82,17 @@ func newEngineServer(t testing.TB) *engineServer {
 	es.sandboxSpecs = func() (sandbox.Spec, error) {
 		return sandbox.Spec{Image: sandbox.ImageSpec{Base: dockertest.BusyboxImage}, Labels: env.Labels(), UserID: 1000}, nil
 	}
-	srv, err := server.New(server.Options{
+	so := server.Options{
 		Config: server.Config{Tenants: []server.Tenant{
 			{Name: es.aliceTenant, Token: aliceTok},
 			{Name: es.bobTenant, Token: bobTok},
 		}},
 		Runtime: rt, View: mon, SpecDefaults: es.sandboxSpecs,
-	})
+	}
+	for _, o := range opts {
+		o(es, &so)
+	}
+	srv, err := server.New(so)
 	if err != nil {
 		t.Fatal(err)
 	}

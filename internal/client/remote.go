@@ -138,6 +138,8 @@ func RequestFromSpec(spec sandbox.Spec) (CreateRequest, error) {
 		VSCode:       spec.VSCode,
 		AppPorts:     spec.AppPorts,
 		Timeout:      Duration(spec.Timeout),
+
+		SecurityPolicy: spec.SecurityPolicy,
 	}
 	if spec.UseHostNetwork {
 		req.Network = sandbox.NetworkHost

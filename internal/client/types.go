@@ -110,6 +110,10 @@ type CreateRequest struct {
 	ReadOnly     *bool             `json:"read_only,omitempty"` // read-only root file system
 	GPUs         string            `json:"gpus,omitempty"`      // "all" or "0,1"
 	Timeout      Duration          `json:"timeout,omitempty"`   // readiness deadline: seconds, or "90s"
+	// SecurityPolicy is the sandbox's own security policy: off, audit,
+	// confirm or deny. It may only tighten the tenant's (the server
+	// refuses a looser one); the server applies the stricter of the two.
+	SecurityPolicy string `json:"security_policy,omitempty"`
 }
 
 // ListResponse is a page of GET /api/v1/sandboxes.

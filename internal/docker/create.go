@@ -341,6 +341,9 @@ func (r *Runtime) createContainer(ctx context.Context, id, key, ref string, spec
 	if spec.Name != "" {
 		labels[sandbox.LabelName] = spec.Name
 	}
+	if spec.SecurityPolicy != "" {
+		labels[sandbox.LabelSecurityPolicy] = spec.SecurityPolicy
+	}
 	if len(spec.Labels) > 0 {
 		labels[sandbox.LabelLabelKeys] = strings.Join(slices.Sorted(maps.Keys(spec.Labels)), ",")
 	}

@@ -317,15 +317,16 @@ func (r *Runtime) base(containerID string, labels map[string]string) sandbox.San
 		}
 	}
 	return sandbox.Sandbox{
-		ID:           labels[sandbox.LabelID],
-		Name:         labels[sandbox.LabelName],
-		Owner:        labels[sandbox.LabelOwner],
-		Image:        labels[sandbox.LabelImage],
-		RuntimeImage: labels[sandbox.LabelRuntimeImage],
-		Labels:       user,
-		ContainerID:  containerID,
-		URLs:         map[string]string{},
-		Ports:        []sandbox.Port{},
+		ID:             labels[sandbox.LabelID],
+		Name:           labels[sandbox.LabelName],
+		Owner:          labels[sandbox.LabelOwner],
+		SecurityPolicy: labels[sandbox.LabelSecurityPolicy],
+		Image:          labels[sandbox.LabelImage],
+		RuntimeImage:   labels[sandbox.LabelRuntimeImage],
+		Labels:         user,
+		ContainerID:    containerID,
+		URLs:           map[string]string{},
+		Ports:          []sandbox.Port{},
 	}
 }
 

@@ -24,8 +24,9 @@ import (
 // made ahead of time for a shape of spec, owned by OwnerPool, labelled
 // LabelPool=<shape key> and named berth-pool-<id>. A claim hands it to a
 // caller: a claim record next to the sandbox gives it the caller's name,
-// owner and labels (Docker labels cannot change after create), the agent
-// gets the caller's env, and the container is renamed berth-<id>.
+// owner, labels and security policy (Docker labels cannot change after
+// create), the agent gets the caller's env, and the container is renamed
+// berth-<id>.
 const (
 	LabelPool = "berth.pool" // the shape key of a pooled sandbox
 	// LabelPoolState ties a pooled sandbox to the state dir its claim will
@@ -51,6 +52,9 @@ type claimRecord struct {
 	Name   string            `json:"name,omitempty"`
 	Owner  string            `json:"owner"`
 	Labels map[string]string `json:"labels,omitempty"`
+	// SecurityPolicy is the sandbox's own security policy, as the label
+	// sandbox.LabelSecurityPolicy of a cold sandbox.
+	SecurityPolicy string `json:"security_policy,omitempty"`
 	// Env is given to the agent again when the container starts again
 	// (resume after a stop): a cold sandbox keeps its env in the
 	// container's config. The file is the state dir's, mode 0600.
@@ -66,8 +70,9 @@ type Pooled struct {
 }
 
 // CreatePooled makes a sandbox for the warm pool: spec's shape, no name,
-// env or labels of a caller, owner OwnerPool, Docker labels LabelPool=shape
-// plus labels (which no record shows: tests mark their objects with them).
+// env, labels or security policy of a caller, owner OwnerPool, Docker
+// labels LabelPool=shape plus labels (which no record shows: tests mark
+// their objects with them).
 // It needs a state dir, where claims are recorded.
 func (r *Runtime) CreatePooled(ctx context.Context, spec sandbox.Spec, shape string, labels map[string]string) (sandbox.Sandbox, error) {
 	if r.opts.StateDir == "" {
@@ -76,7 +81,7 @@ func (r *Runtime) CreatePooled(ctx context.Context, spec sandbox.Spec, shape str
 	if shape == "" {
 		return sandbox.Sandbox{}, errors.New("pooled sandbox: empty shape key")
 	}
-	spec.Name, spec.Env, spec.Labels, spec.Owner, spec.Debug = "", nil, nil, "", false
+	spec.Name, spec.Env, spec.Labels, spec.Owner, spec.Debug, spec.SecurityPolicy = "", nil, nil, "", false, ""
 	if err := r.normalize(&spec); err != nil {
 		return sandbox.Sandbox{}, err
 	}
@@ -118,9 +123,9 @@ func (r *Runtime) Inspect(ctx context.Context, containerID string) (sandbox.Sand
 }
 
 // Claim hands the pooled sandbox sb (a record with its key, from
-// CreatePooled or Inspect) to the caller of spec: spec's name, owner and
-// labels through a claim record, its env through the agent, and the
-// container renamed to berth-<id>. It returns the sandbox's record, the
+// CreatePooled or Inspect) to the caller of spec: spec's name, owner,
+// labels and security policy through a claim record, its env through the
+// agent, and the container renamed to berth-<id>. It returns the sandbox's record, the
 // same as a cold create's. Of two claims of one sandbox, in any processes
 // of this machine, exactly one wins; the other gets ErrClaimed. A name
 // already in use gives sandbox.ErrConflict and leaves sb in the pool. On
@@ -138,7 +143,8 @@ func (r *Runtime) Claim(ctx context.Context, sb sandbox.Sandbox, spec sandbox.Sp
 		return sandbox.Sandbox{}, fmt.Errorf("claim sandbox %s: not a pooled sandbox record (no state dir, id, key or container)", sb.ID)
 	}
 	env := claimEnv(spec.Env, sb.Ports)
-	rec := claimRecord{Name: spec.Name, Owner: spec.Owner, Labels: maps.Clone(spec.Labels), Env: env, ClaimedAt: time.Now().UTC()}
+	rec := claimRecord{Name: spec.Name, Owner: spec.Owner, Labels: maps.Clone(spec.Labels), SecurityPolicy: spec.SecurityPolicy,
+		Env: env, ClaimedAt: time.Now().UTC()}
 	if err := r.writeClaim(ctx, sb.ID, rec); err != nil {
 		return sandbox.Sandbox{}, err
 	}
@@ -277,8 +283,9 @@ func (r *Runtime) readClaim(id string) (claimRecord, bool) {
 }
 
 // applyClaim gives the record of a pooled sandbox its claim, if it has
-// one: then it is the caller's sandbox, with the caller's name, owner and
-// labels, created when it was claimed, exactly as a cold one.
+// one: then it is the caller's sandbox, with the caller's name, owner,
+// labels and security policy, created when it was claimed, exactly as a
+// cold one.
 func (r *Runtime) applyClaim(sb *sandbox.Sandbox, labels map[string]string) {
 	if labels[LabelPool] == "" {
 		return
@@ -289,7 +296,7 @@ func (r *Runtime) applyClaim(sb *sandbox.Sandbox, labels map[string]string) {
 }
 
 func applyClaimRecord(sb *sandbox.Sandbox, rec claimRecord) {
-	sb.Name, sb.Owner, sb.CreatedAt = rec.Name, rec.Owner, rec.ClaimedAt
+	sb.Name, sb.Owner, sb.CreatedAt, sb.SecurityPolicy = rec.Name, rec.Owner, rec.ClaimedAt, rec.SecurityPolicy
 	sb.Labels = maps.Clone(rec.Labels)
 	if sb.Labels == nil {
 		sb.Labels = map[string]string{}

@@ -268,8 +268,10 @@ func (m *Monitor) refresh(ctx context.Context, cid, id string) {
 	defer m.mu.Unlock()
 	if e := m.byID[id]; e != nil && e.sb.ContainerID == cid {
 		// A rename is how a pooled sandbox's claim shows: its owner, name,
-		// labels and creation time are the claimer's from then on.
+		// labels, security policy and creation time are the claimer's from
+		// then on.
 		e.sb.Name, e.sb.Labels, e.sb.Owner, e.sb.CreatedAt = rec.Name, rec.Labels, rec.Owner, rec.CreatedAt
+		e.sb.SecurityPolicy = rec.SecurityPolicy
 		m.complete(e, rec)
 	}
 }

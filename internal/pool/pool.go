@@ -2,7 +2,7 @@
 // agent-ready ahead of time, one pool per shape of spec (runtime image,
 // limits, network, mounts...). A create whose shape has a pooled sandbox
 // claims it, and the parts of the spec that belong to the request (name,
-// owner, labels, env) are applied at claim time; any other create goes
+// owner, labels, env, security policy) are applied at claim time; any other create goes
 // cold, transparently. Refills run in the background, a bounded number at a
 // time. Pooled sandboxes are ordinary labelled containers (see
 // docker.LabelPool), so a pool survives a restart of berth: the manager

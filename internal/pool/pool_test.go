@@ -104,12 +104,18 @@ func TestClaimIsIndistinguishableFromCold(t *testing.T) {
 	}
 
 	// One warm, one cold, for the same request but the name: the pool has
-	// one sandbox, the first create claims it.
-	claimed, warm, err := m.Create(ctx, request("alice", "warm-"+env.RunID))
+	// one sandbox, the first create claims it. Both ask for a security
+	// policy of their own, which the claim carries as it does the name.
+	strict := func(name string) sandbox.Spec {
+		s := request("alice", name)
+		s.SecurityPolicy = sandbox.PolicyDeny
+		return s
+	}
+	claimed, warm, err := m.Create(ctx, strict("warm-"+env.RunID))
 	if err != nil || !warm {
 		t.Fatalf("first create: warm=%v err=%v; want a claim", warm, err)
 	}
-	cold, warm, err := m.Create(ctx, request("alice", "cold-"+env.RunID))
+	cold, warm, err := m.Create(ctx, strict("cold-"+env.RunID))
 	if err != nil || warm {
 		t.Fatalf("second create: warm=%v err=%v; want a cold create (the pool is empty)", warm, err)
 	}
@@ -130,7 +136,8 @@ func TestClaimIsIndistinguishableFromCold(t *testing.T) {
 			t.Errorf("Get(%s) differs from the create's record:\n%v\n%v", sb.Name, a, b)
 		}
 	}
-	if time.Since(claimed.CreatedAt) > time.Minute || claimed.Owner != "alice" || claimed.Labels["team"] != "core" || claimed.Status != sandbox.StatusRunning {
+	if time.Since(claimed.CreatedAt) > time.Minute || claimed.Owner != "alice" || claimed.Labels["team"] != "core" ||
+		claimed.Status != sandbox.StatusRunning || claimed.SecurityPolicy != sandbox.PolicyDeny {
 		t.Errorf("claimed record: %+v", claimed)
 	}
 	list, err := rt.List(ctx, sandbox.ListOptions{Owner: "alice", Label: map[string]string{"team": "core"}})
@@ -143,6 +150,11 @@ func TestClaimIsIndistinguishableFromCold(t *testing.T) {
 	}
 	if !slices.Contains(ids, claimed.ID) || !slices.Contains(ids, cold.ID) {
 		t.Errorf("List(owner alice, team core) = %v, want both %s and %s", ids, claimed.ID, cold.ID)
+	}
+	for _, sb := range list {
+		if sb.SecurityPolicy != sandbox.PolicyDeny {
+			t.Errorf("List: sandbox %s has security policy %q, want deny", sb.ID, sb.SecurityPolicy)
+		}
 	}
 	if list, _ := rt.List(ctx, sandbox.ListOptions{Owner: "bob"}); len(list) != 0 {
 		t.Errorf("List(owner bob) = %v", list)

@@ -12,7 +12,7 @@ import (
 
 // ShapeKey is the key of the pool that can serve spec: a hash of every
 // field of the spec except the parts a claim applies to a sandbox already
-// running (Name, Env, Labels, Owner) and those that only matter while a
+// running (Name, Env, Labels, Owner, SecurityPolicy) and those that only matter while a
 // create waits (Debug, Timeout). ForceRebuild is left out too: a spec
 // with it never takes a pooled sandbox.
 //
@@ -33,7 +33,7 @@ func ShapeKey(spec sandbox.Spec) string {
 // maps made nil and host networking written one way.
 func shapeOf(spec sandbox.Spec) sandbox.Spec {
 	s := spec
-	s.Name, s.Env, s.Labels, s.Owner, s.Debug, s.Timeout = "", nil, nil, "", false, 0
+	s.Name, s.Env, s.Labels, s.Owner, s.Debug, s.Timeout, s.SecurityPolicy = "", nil, nil, "", false, 0, ""
 	s.Image.ForceRebuild = false
 	if s.UseHostNetwork {
 		s.Network, s.UseHostNetwork = sandbox.NetworkHost, false

@@ -28,6 +28,7 @@ func TestShapeKey(t *testing.T) {
 		"env":           func(s *sandbox.Spec) { s.Env = map[string]string{"TOKEN": "x"} },
 		"labels":        func(s *sandbox.Spec) { s.Labels = map[string]string{"team": "core"} },
 		"owner":         func(s *sandbox.Spec) { s.Owner = "alice" },
+		"policy":        func(s *sandbox.Spec) { s.SecurityPolicy = sandbox.PolicyDeny },
 		"debug":         func(s *sandbox.Spec) { s.Debug = true },
 		"timeout":       func(s *sandbox.Spec) { s.Timeout = time.Minute },
 		"force rebuild": func(s *sandbox.Spec) { s.Image.ForceRebuild = true },

@@ -67,6 +67,10 @@ type Sandbox struct {
 	Owner        string            `json:"owner,omitempty"`
 	Network      string            `json:"network,omitempty"` // bridge, none, internal or host
 	ContainerID  string            `json:"container_id"`
+	// SecurityPolicy is the sandbox's own policy (label
+	// berth.security-policy), if its create asked for one: berth serve
+	// applies the stricter of it and its tenant's.
+	SecurityPolicy string `json:"security_policy,omitempty"`
 
 	// AgentURL is where the host reaches the sandbox's agent; Key is the
 	// sandbox's secret. Neither is printed: the key is for the agent only.
@@ -83,6 +87,12 @@ type Spec struct {
 	Env    map[string]string // environment of the sandbox's processes
 	Labels map[string]string // the caller's labels; berth's own keys are refused
 	Owner  string            // tenant; "" means "local"
+	// SecurityPolicy is the sandbox's own security policy (PolicyOff,
+	// PolicyAudit, PolicyConfirm, PolicyDeny; "" = none): berth serve
+	// applies the stricter of it and the tenant's. Like Name and Owner it
+	// is per request: a warm pool's claim gives it. (omitempty keeps the
+	// warm pools' shape keys, a hash of a spec's JSON, what they were.)
+	SecurityPolicy string `json:",omitempty"`
 
 	BindAddress    string        // host address ports are published on (default 127.0.0.1)
 	UseHostNetwork bool          // share the host's network namespace (same as Network "host")

@@ -44,6 +44,8 @@ func TestSpecValidate(t *testing.T) {
 		{"no image", func(s *Spec) { s.Image = ImageSpec{} }, "neither a base image"},
 		{"bad bind", func(s *Spec) { s.BindAddress = "localhost" }, `bind address "localhost"`},
 		{"negative uid", func(s *Spec) { s.UserID = -1 }, "user id -1"},
+		{"bad security policy", func(s *Spec) { s.SecurityPolicy = "strict" }, `security_policy "strict": use off, audit, confirm or deny`},
+		{"policy label", func(s *Spec) { s.Labels = map[string]string{LabelSecurityPolicy: "off"} }, `label "berth.security-policy"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -54,6 +56,13 @@ func TestSpecValidate(t *testing.T) {
 				t.Fatalf("Validate() = %v, want ErrInvalidSpec mentioning %q", err, c.want)
 			}
 		})
+	}
+	for _, p := range []string{"", PolicyOff, PolicyAudit, PolicyConfirm, PolicyDeny} {
+		s := ok
+		s.SecurityPolicy = p
+		if err := s.Validate(); err != nil {
+			t.Errorf("security policy %q refused: %v", p, err)
+		}
 	}
 	// A caller's own berth.* label that berth does not set is allowed.
 	s := ok

@@ -20,6 +20,9 @@ const (
 	LabelPorts        = "berth.ports"   // "agent=31000:31000,app1=50001:50001,..."
 	LabelNetwork      = "berth.network" // bridge, none, internal or host
 	LabelUserID       = "berth.user-id"
+	// LabelSecurityPolicy is the sandbox's own security policy
+	// (Spec.SecurityPolicy), set only when the create asked for one.
+	LabelSecurityPolicy = "berth.security-policy"
 	// LabelLabelKeys lists the caller's label keys (comma-separated), so the
 	// caller's labels can be told from those the image brings.
 	LabelLabelKeys = "berth.label-keys"
@@ -28,7 +31,26 @@ const (
 var reservedLabels = map[string]bool{
 	LabelID: true, LabelName: true, LabelOwner: true, LabelCreatedBy: true,
 	LabelImage: true, LabelRuntimeImage: true, LabelPorts: true, LabelNetwork: true, LabelUserID: true,
-	LabelLabelKeys: true,
+	LabelLabelKeys: true, LabelSecurityPolicy: true,
+}
+
+// Security policies of berth serve, from the loosest to the strictest
+// (docs/security.md): what the server does with an agent's action once it
+// has judged its risk.
+const (
+	PolicyOff     = "off"     // no analysis, no audit record
+	PolicyAudit   = "audit"   // judge and record every action; run it
+	PolicyConfirm = "confirm" // hold what deny refuses for a person's approval
+	PolicyDeny    = "deny"    // refuse HIGH (and MEDIUM with medium = "deny")
+)
+
+// ValidPolicy reports whether p is one of the policies.
+func ValidPolicy(p string) bool {
+	switch p {
+	case PolicyOff, PolicyAudit, PolicyConfirm, PolicyDeny:
+		return true
+	}
+	return false
 }
 
 // OwnerPool owns the sandboxes of warm pools until a create claims one;
@@ -68,6 +90,9 @@ func (s Spec) Validate() error {
 		case IsReservedLabel(k):
 			bad("label %q: berth sets this label itself", k)
 		}
+	}
+	if s.SecurityPolicy != "" && !ValidPolicy(s.SecurityPolicy) {
+		bad("security_policy %q: use %s, %s, %s or %s", s.SecurityPolicy, PolicyOff, PolicyAudit, PolicyConfirm, PolicyDeny)
 	}
 	if s.Image.Base == "" && s.Image.Runtime == "" {
 		bad("image: neither a base image nor a runtime image is set")

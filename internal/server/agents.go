@@ -201,9 +201,14 @@ func (s *Server) handleAgent(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if a.kind != "" {
-			if _, ok := s.guard(w, r, sb, a); !ok {
+			g, ok := s.guard(w, r, sb, a)
+			if !ok {
 				return
 			}
+			// The answer tells how the action ended: its record says so.
+			cw := s.watchCall(w, sb, ag, a.kind, g)
+			defer cw.finish()
+			w = cw
 		}
 	}
 	// The agent may answer before the transport has read the last of the

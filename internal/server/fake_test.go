@@ -186,6 +186,7 @@ func (r *fakeRuntime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sa
 		ID: id, Name: spec.Name, Status: sandbox.StatusRunning, State: "running", Image: spec.Image.Base,
 		CreatedAt: r.clock, Labels: spec.Labels, Owner: spec.Owner, URLs: map[string]string{"agent": r.agentURL},
 		Ports: []sandbox.Port{}, AgentURL: r.agentURL, Key: fakeKey, ContainerID: "c" + id,
+		SecurityPolicy: spec.SecurityPolicy,
 	}
 	r.sandboxes[id] = sb
 	r.specs[id] = spec
@@ -307,10 +308,12 @@ type fakeAgent struct {
 	// release ends execs of "block"; started gets a value when one begins.
 	release chan struct{}
 	started chan struct{}
+	procs   fakeProcs
 }
 
 func newFakeAgent(t testing.TB) *fakeAgent {
-	a := &fakeAgent{files: map[string]string{}, release: make(chan struct{}), started: make(chan struct{}, 16)}
+	a := &fakeAgent{files: map[string]string{}, release: make(chan struct{}), started: make(chan struct{}, 16),
+		procs: newFakeProcs()}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/v1/exec", a.exec)
 	mux.HandleFunc("POST /api/v1/sessions/{name}/exec", a.sessionExec)
@@ -318,6 +321,8 @@ func newFakeAgent(t testing.TB) *fakeAgent {
 	mux.HandleFunc("PUT /api/v1/files", a.writeFile)
 	mux.HandleFunc("GET /api/v1/pty", a.pty)
 	mux.HandleFunc("POST /api/v1/echo", a.echoEarly)
+	mux.HandleFunc("POST /api/v1/processes", a.procs.start)
+	mux.HandleFunc("POST /api/v1/processes/{id}/wait", a.procs.wait)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, agentapi.Error{Code: agentapi.CodeNotFound, Message: "no such path " + r.URL.Path})
 	})
@@ -355,7 +360,8 @@ func ndjson(w http.ResponseWriter, v any) {
 }
 
 // exec: argv ["nope"] is a 400; command "block" waits for release (or the
-// caller going away); "exit N" exits N; anything else echoes itself.
+// caller going away); "exit N" exits N; "big" prints one line of 200 KiB;
+// anything else echoes itself.
 func (a *fakeAgent) exec(w http.ResponseWriter, r *http.Request) {
 	var req agentapi.ExecRequest
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
@@ -383,6 +389,8 @@ func (a *fakeAgent) exec(w http.ResponseWriter, r *http.Request) {
 		}
 	case strings.HasPrefix(text, "exit "):
 		code, _ = strconv.Atoi(strings.TrimPrefix(text, "exit "))
+	case text == "big":
+		text = strings.Repeat("x", 200<<10)
 	}
 	ndjson(w, agentapi.ExecEvent{Type: agentapi.EventStdout, Data: []byte(text + "\n")})
 	if len(req.Stdin) > 0 {
@@ -401,7 +409,15 @@ func (a *fakeAgent) sessionExec(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	ndjson(w, agentapi.SessionEvent{ExecEvent: agentapi.ExecEvent{Type: agentapi.EventStart, PID: 7}, Session: name, NewSession: true})
 	ndjson(w, agentapi.SessionEvent{ExecEvent: agentapi.ExecEvent{Type: agentapi.EventStdout, Data: []byte(req.Command + "\n")}})
-	ndjson(w, agentapi.SessionEvent{ExecEvent: agentapi.ExecEvent{Type: agentapi.EventExit}, Cwd: "/workspace"})
+	// "exit N" ends with code N; "sleep" is still running when the call returns.
+	exit := agentapi.SessionEvent{ExecEvent: agentapi.ExecEvent{Type: agentapi.EventExit}, Cwd: "/workspace"}
+	if n, ok := strings.CutPrefix(req.Command, "exit "); ok {
+		exit.ExitCode, _ = strconv.Atoi(n)
+	}
+	if strings.HasPrefix(req.Command, "sleep") {
+		exit = agentapi.SessionEvent{ExecEvent: agentapi.ExecEvent{Type: agentapi.EventExit}, Running: true}
+	}
+	ndjson(w, exit)
 }
 
 func (a *fakeAgent) readFile(w http.ResponseWriter, r *http.Request) {
@@ -453,3 +469,97 @@ func (a *fakeAgent) echoEarly(w http.ResponseWriter, r *http.Request) {
 	_ = http.NewResponseController(w).Flush()
 	_, _ = io.Copy(w, r.Body)
 }
+
+// fakeProcs are the fake agent's background processes: "exit N" has exited
+// with N when it starts; any other command runs until end(id, code), or
+// until drop() (the agent dies: every wait call is cut) or forget(id)
+// (then waits for it are 404s). A wait honours timeout_ms.
+type fakeProcs struct {
+	mu     sync.Mutex
+	n      int
+	byID   map[string]*fakeProc
+	waits  chan string   // the id of every wait call, as it comes
+	dropCh chan struct{} // closed by drop
+}
+
+type fakeProc struct {
+	info agentapi.ProcessInfo
+	done chan struct{} // closed when it exits
+}
+
+func newFakeProcs() fakeProcs {
+	return fakeProcs{byID: map[string]*fakeProc{}, waits: make(chan string, 64), dropCh: make(chan struct{})}
+}
+
+func (f *fakeProcs) start(w http.ResponseWriter, r *http.Request) {
+	var req agentapi.ProcessRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, agentapi.Error{Code: agentapi.CodeBadRequest, Message: err.Error()})
+		return
+	}
+	f.mu.Lock()
+	f.n++
+	p := &fakeProc{done: make(chan struct{}), info: agentapi.ProcessInfo{ID: strconv.Itoa(f.n), PID: 100 + f.n,
+		Command: req.Command, Argv: req.Argv, Cwd: "/workspace", State: agentapi.ProcessRunning, Started: time.Now().UTC()}}
+	if n, ok := strings.CutPrefix(req.Command, "exit "); ok {
+		p.info.ExitCode, _ = strconv.Atoi(n)
+		p.info.State, p.info.Ended = agentapi.ProcessExited, p.info.Started.Add(1500*time.Millisecond)
+		close(p.done)
+	}
+	f.byID[p.info.ID] = p
+	info := p.info
+	f.mu.Unlock()
+	info.State = agentapi.ProcessRunning // as the agent answers a start
+	info.ExitCode, info.Ended = 0, time.Time{}
+	writeJSON(w, http.StatusCreated, info)
+}
+
+func (f *fakeProcs) wait(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	f.mu.Lock()
+	p := f.byID[id]
+	f.mu.Unlock()
+	select {
+	case f.waits <- id:
+	default:
+	}
+	if p == nil {
+		writeJSON(w, http.StatusNotFound, agentapi.Error{Code: agentapi.CodeNotFound, Message: "no process " + id})
+		return
+	}
+	var timeout <-chan time.Time
+	if ms, err := strconv.Atoi(r.URL.Query().Get("timeout_ms")); err == nil && ms > 0 {
+		t := time.NewTimer(time.Duration(ms) * time.Millisecond)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-p.done:
+	case <-timeout:
+	case <-f.dropCh:
+		panic(http.ErrAbortHandler) // the connection is cut
+	case <-r.Context().Done():
+		return
+	}
+	f.mu.Lock()
+	info := p.info
+	f.mu.Unlock()
+	writeJSON(w, http.StatusOK, info)
+}
+
+// end makes process id exit with code.
+func (f *fakeProcs) end(id string, code int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p := f.byID[id]
+	p.info.State, p.info.ExitCode, p.info.Ended = agentapi.ProcessExited, code, time.Now().UTC()
+	close(p.done)
+}
+
+func (f *fakeProcs) forget(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.byID, id)
+}
+
+func (f *fakeProcs) drop() { close(f.dropCh) }

@@ -38,10 +38,14 @@ func (s *Server) resolve(ctx context.Context, t *tenant, ref string, fallback bo
 		return sandbox.Sandbox{}, notFound(ref)
 	}
 	if sb, ok := s.view.Get(ref); ok && sb.ID == ref {
-		if sb.Owner != t.Name {
+		switch {
+		case sb.Owner == t.Name:
+			return sb, nil
+		case sb.Owner != sandbox.OwnerPool || !fallback:
 			return sandbox.Sandbox{}, notFound(ref)
 		}
-		return sb, nil
+		// A pooled sandbox claimed a moment ago: the view has yet to see
+		// the claim (its rename event); the runtime has it.
 	}
 	var byPrefix []sandbox.Sandbox
 	for _, sb := range s.view.List(monitor.Filter{Owner: t.Name}) {

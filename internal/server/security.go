@@ -23,15 +23,28 @@ import (
 )
 
 // Security policies: what the server does with an agent's action once the
-// analyzer (internal/security) has judged it.
+// analyzer (internal/security) has judged it. From the loosest to the
+// strictest: off, audit, confirm, deny.
 const (
-	PolicyOff   = "off"   // no analysis, no audit record
-	PolicyAudit = "audit" // judge and record every action; run it
-	PolicyDeny  = "deny"  // as audit, but refuse HIGH (and MEDIUM with medium = "deny")
+	PolicyOff   = sandbox.PolicyOff   // no analysis, no audit record
+	PolicyAudit = sandbox.PolicyAudit // judge and record every action; run it
+	PolicyDeny  = sandbox.PolicyDeny  // as audit, but refuse HIGH (and MEDIUM with medium = "deny")
 	// PolicyConfirm is as deny, but what deny refuses waits for a person's
 	// approval (POST /api/v1/approvals/{id}); no answer in time refuses it.
-	PolicyConfirm = "confirm"
+	PolicyConfirm = sandbox.PolicyConfirm
 )
+
+// strictness orders the policies: a sandbox's own may only tighten its
+// tenant's.
+var strictness = map[string]int{PolicyOff: 0, PolicyAudit: 1, PolicyConfirm: 2, PolicyDeny: 3}
+
+// stricter is the stricter of two policies ("" is neither).
+func stricter(a, b string) string {
+	if b != "" && (a == "" || strictness[b] > strictness[a]) {
+		return b
+	}
+	return a
+}
 
 // SecurityConfig is the [security] table: the default policy, and what
 // PolicyDeny does with MEDIUM.
@@ -65,8 +78,15 @@ func (c SecurityConfig) check() error {
 }
 
 // policyFor is the policy for actions of tenant t in sandbox sb: the
-// tenant's own, else the server's.
+// stricter of the tenant's (its own, else the server's) and the sandbox's
+// own (label berth.security-policy), which can only tighten it.
 func (s *Server) policyFor(t *tenant, sb sandbox.Sandbox) string {
+	return stricter(s.tenantPolicy(t), sb.SecurityPolicy)
+}
+
+// tenantPolicy is the policy of tenant t's sandboxes that ask for none:
+// the tenant's own, else the server's, else PolicyAudit.
+func (s *Server) tenantPolicy(t *tenant) string {
 	if t != nil && t.SecurityPolicy != "" {
 		return t.SecurityPolicy
 	}
@@ -74,6 +94,22 @@ func (s *Server) policyFor(t *tenant, sb sandbox.Sandbox) string {
 		return s.opts.Config.Security.Policy
 	}
 	return PolicyAudit
+}
+
+// checkSandboxPolicy checks the security_policy of a create by tenant t:
+// one of the policies, and not looser than the tenant's.
+func (s *Server) checkSandboxPolicy(t *tenant, p string) error {
+	if p == "" {
+		return nil
+	}
+	if !sandbox.ValidPolicy(p) {
+		return badRequestf("security_policy %q: use %s, %s, %s or %s", p, PolicyOff, PolicyAudit, PolicyConfirm, PolicyDeny)
+	}
+	if tp := s.tenantPolicy(t); stricter(tp, p) != p {
+		return badRequestf("security_policy %q is looser than the policy of tenant %q (%s): a sandbox's policy may only tighten its tenant's "+
+			"(from the loosest: off, audit, confirm, deny)", p, t.Name, tp)
+	}
+	return nil
 }
 
 // decide maps a level to a decision under policy.
@@ -165,9 +201,7 @@ func (s *Server) done(g *guarded, exitCode int) {
 	if g == nil {
 		return
 	}
-	code := exitCode
-	s.record(audit.Record{ID: g.rec.ID, Time: time.Now().UTC(), Tenant: g.rec.Tenant, Sandbox: g.rec.Sandbox,
-		ExitCode: &code, DurationMS: max(time.Since(g.start).Milliseconds(), 1)})
+	s.complete(g, audit.Record{ExitCode: &exitCode}, time.Since(g.start))
 }
 
 // record appends to the trail (if any), logs, and publishes an "audit"

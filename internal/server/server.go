@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -78,7 +79,8 @@ type Tenant struct {
 	// Docker networks and GPUs. The local tenant always may.
 	AllowHostAccess bool
 	// SecurityPolicy overrides Config.Security.Policy for this tenant:
-	// PolicyOff, PolicyAudit or PolicyDeny; "" = the server's.
+	// PolicyOff, PolicyAudit, PolicyConfirm or PolicyDeny; "" = the
+	// server's. A sandbox's own policy may only tighten it.
 	SecurityPolicy string
 }
 
@@ -131,6 +133,12 @@ type Server struct {
 	streams     context.Context
 	stopStreams context.CancelFunc
 	inflight    sync.WaitGroup
+	// background counts the goroutines requests leave behind (following
+	// a background process for the audit trail); they end when streams
+	// does, and Serve waits for them after the requests.
+	background   sync.WaitGroup
+	processWaits atomic.Int64  // processes followed now
+	processWait  time.Duration // one wait call's length (tests shorten it); 0 = processWaitSlice
 }
 
 // New checks the configuration and builds the server.
@@ -250,7 +258,8 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 // Serve serves on ln until ctx ends, then shuts down gracefully: it stops
 // accepting, closes event streams and log follows at once, lets in-flight
 // requests (execs, creates) finish until the shutdown timeout, then
-// cancels what is left and returns once every handler has returned.
+// cancels what is left and returns once every handler has returned (and
+// every background process the audit trail followed was let go).
 // Sandboxes are never stopped or removed. It returns nil after a shutdown
 // asked by ctx.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
@@ -275,6 +284,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.stopStreams()
 		cancelBase()
 		s.inflight.Wait()
+		s.background.Wait()
 		return fmt.Errorf("server: %w", err)
 	case <-ctx.Done():
 	}
@@ -294,6 +304,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	cancelBase()
 	s.inflight.Wait()
+	s.background.Wait() // ended with streams
 	_ = hs.Close()
 	<-errc
 	s.agents.closeIdle()

@@ -121,6 +121,10 @@ func (s *Server) specFor(t *tenant, req client.CreateRequest) (sandbox.Spec, err
 		}
 		spec.Timeout = d
 	}
+	if err := s.checkSandboxPolicy(t, req.SecurityPolicy); err != nil {
+		badf("%v", err)
+	}
+	spec.SecurityPolicy = req.SecurityPolicy
 	if len(bad) > 0 {
 		return sandbox.Spec{}, badRequestf("%s", strings.Join(bad, "; "))
 	}

@@ -152,17 +152,12 @@ func (s *Server) handleExec(w http.ResponseWriter, r *http.Request) {
 		}
 		return st.send(typ, ev)
 	}
-	exitCode, exited := 0, false
+	// The exit completes the record before the caller sees it.
 	onExit := func(e agentapi.ExecEvent, running bool) {
 		if e.Type == agentapi.EventExit && !running {
-			exitCode, exited = e.ExitCode, true
+			s.done(g, e.ExitCode)
 		}
 	}
-	defer func() {
-		if exited {
-			s.done(g, exitCode)
-		}
-	}()
 	if req.Session != "" {
 		command := req.Command
 		if command == "" {
