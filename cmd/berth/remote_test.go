@@ -359,23 +359,38 @@ func TestSecurityConfirmEndToEnd(t *testing.T) {
 		code int
 	}
 	done := make(chan result, 1)
-	go func() { errs, code := high("approved")(); done <- result{errs, code} }()
-	// Wait for it to be pending, then approve it.
-	deadline := time.Now().Add(20 * time.Second)
-	var pending string
-	for pending == "" {
-		out, _, _ := c.run("approvals", "-o", "json")
-		var list []struct {
-			ID string `json:"id"`
-		}
-		if json.Unmarshal([]byte(out), &list) == nil && len(list) > 0 {
-			pending = list[0].ID
-		} else if time.Now().After(deadline) {
-			t.Fatalf("no pending approval appeared: %q", out)
-		} else {
+	// waitPending waits for the command to be pending and returns its id.
+	waitPending := func() string {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			out, _, _ := c.run("approvals", "-o", "json")
+			var list []struct {
+				ID string `json:"id"`
+			}
+			if json.Unmarshal([]byte(out), &list) == nil && len(list) > 0 {
+				return list[0].ID
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no pending approval appeared: %q", out)
+			}
 			time.Sleep(50 * time.Millisecond) // polling the server's approvals
 		}
 	}
+	// Refused by a person, naming the sandbox: after a try that names
+	// another sandbox and answers nothing.
+	go func() { errs, code := high("refused")(); done <- result{errs, code} }()
+	pending := waitPending()
+	if _, errs, code := c.run("approve", "not-"+id, pending); code == 0 || !strings.Contains(errs, "nothing was answered") {
+		t.Errorf("approve naming another sandbox: exit %d, %q", code, errs)
+	}
+	c.ok("deny", id[:6], pending)
+	if r := <-done; r.code == 0 || !strings.Contains(r.errs, "denied by a person") {
+		t.Errorf("refused command: exit %d, %q", r.code, r.errs)
+	}
+	// Approved: it runs.
+	go func() { errs, code := high("approved")(); done <- result{errs, code} }()
+	pending = waitPending()
 	c.ok("approve", pending)
 	if r := <-done; r.code != 0 {
 		t.Errorf("approved command: exit %d, %q", r.code, r.errs)
@@ -385,7 +400,7 @@ func TestSecurityConfirmEndToEnd(t *testing.T) {
 		t.Errorf("unanswered HIGH command ran (exit 0, %q)", errs)
 	}
 	out := c.ok("exec", id, "--", "ls", "/tmp")
-	if !strings.Contains(out, "approved") || strings.Contains(out, "unanswered") {
+	if !strings.Contains(out, "approved") || strings.Contains(out, "unanswered") || strings.Contains(out, "refused") {
 		t.Errorf("/tmp after approve and timeout: %q", out)
 	}
 }
