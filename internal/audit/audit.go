@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Action is the kind of thing recorded.
@@ -80,14 +81,27 @@ type Query struct {
 	Limit   int       // the newest Limit records; 0 = all
 }
 
+// LazySync is how long a record appended with AppendLazy may stay
+// unsynced (in the kernel's cache: it survives the server being killed,
+// not the machine losing power).
+const LazySync = time.Second
+
 // Trail is an open audit file. It is safe for concurrent use.
 type Trail struct {
 	path string
 	log  *slog.Logger
 
-	mu     sync.Mutex
-	f      *os.File
-	closed bool
+	mu      sync.Mutex
+	f       *os.File
+	closed  bool
+	written uint64      // lines written so far
+	timer   *time.Timer // a pending sync of lazy lines, if any
+
+	// syncMu orders syncs; synced is how many lines the last one covered.
+	// Appends waiting for a sync that another append's sync covered return
+	// without one of their own (group commit).
+	syncMu sync.Mutex
+	synced uint64
 }
 
 // Open opens (creating it and its directory if need be) the trail at path.
@@ -153,32 +167,91 @@ func repair(f *os.File, log *slog.Logger) error {
 func (t *Trail) Path() string { return t.path }
 
 // Append writes r as one line and syncs it to disk before returning. A zero
-// Time is set to now.
+// Time is set to now. Appends that wait for a sync at the same time share
+// one.
 func (t *Trail) Append(r Record) error {
+	n, err := t.write(r)
+	if err != nil {
+		return err
+	}
+	return t.sync(n)
+}
+
+// AppendLazy writes r as one line and returns without waiting for the disk:
+// the line is synced with the next Append, or within LazySync. For records
+// that complete an action (its exit code), whose loss in a power failure
+// loses no decision.
+func (t *Trail) AppendLazy(r Record) error {
+	if _, err := t.write(r); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.timer == nil && !t.closed {
+		t.timer = time.AfterFunc(LazySync, func() {
+			t.mu.Lock()
+			t.timer = nil
+			n, closed := t.written, t.closed
+			t.mu.Unlock()
+			if closed {
+				return
+			}
+			if err := t.sync(n); err != nil {
+				t.log.Error("audit trail: sync", "file", t.path, "err", err)
+			}
+		})
+	}
+	return nil
+}
+
+// write appends r's line and returns how many lines are written with it.
+func (t *Trail) write(r Record) (uint64, error) {
 	if r.Time.IsZero() {
 		r.Time = time.Now().UTC()
 	}
 	if len(r.What) > MaxWhat {
-		r.What = r.What[:MaxWhat] + "…"
+		cut := MaxWhat
+		for cut > 0 && !utf8.RuneStart(r.What[cut]) {
+			cut--
+		}
+		r.What = r.What[:cut] + "…"
 	}
 	b, err := json.Marshal(r)
 	if err != nil {
-		return fmt.Errorf("audit: encode: %w", err)
+		return 0, fmt.Errorf("audit: encode: %w", err)
 	}
 	b = append(b, '\n')
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
-		return errors.New("audit: trail closed")
+		return 0, errors.New("audit: trail closed")
 	}
 	// One write: with O_APPEND the line lands whole at the end, or (on a
 	// crash) torn at the end, where Open cuts it.
 	if _, err := t.f.Write(b); err != nil {
-		return fmt.Errorf("audit: append: %w", err)
+		return 0, fmt.Errorf("audit: append: %w", err)
+	}
+	t.written++
+	return t.written, nil
+}
+
+// sync makes the first n lines durable, unless a sync already did.
+func (t *Trail) sync(n uint64) error {
+	t.syncMu.Lock()
+	defer t.syncMu.Unlock()
+	if t.synced >= n {
+		return nil
+	}
+	t.mu.Lock()
+	upto, closed := t.written, t.closed
+	t.mu.Unlock()
+	if closed {
+		return nil // Close syncs every line written before it
 	}
 	if err := t.f.Sync(); err != nil {
 		return fmt.Errorf("audit: sync: %w", err)
 	}
+	t.synced = upto
 	return nil
 }
 
@@ -264,16 +337,32 @@ func merge(dst *Record, r Record) {
 	}
 }
 
-// Close closes the trail; later appends fail.
+// Close syncs what was appended lazily and closes the trail; later appends
+// fail.
 func (t *Trail) Close() error {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if t.closed {
+		t.mu.Unlock()
 		return nil
 	}
 	t.closed = true
-	if err := t.f.Close(); err != nil {
-		return fmt.Errorf("audit: close: %w", err)
+	if t.timer != nil {
+		t.timer.Stop()
+		t.timer = nil
 	}
-	return nil
+	written := t.written
+	t.mu.Unlock()
+	t.syncMu.Lock()
+	defer t.syncMu.Unlock()
+	var err error
+	if t.synced < written {
+		if e := t.f.Sync(); e != nil {
+			err = fmt.Errorf("audit: sync: %w", e)
+		}
+		t.synced = written
+	}
+	if e := t.f.Close(); e != nil && err == nil {
+		err = fmt.Errorf("audit: close: %w", e)
+	}
+	return err
 }

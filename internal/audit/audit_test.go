@@ -182,7 +182,11 @@ func TestConcurrentAppends(t *testing.T) {
 			for i := range each {
 				r := Record{ID: fmt.Sprintf("%d-%d", w, i), Tenant: fmt.Sprint("t", w), Sandbox: "s",
 					Action: ActionExec, What: strings.Repeat("x", 100*i), Decision: Allowed}
-				if err := tr.Append(r); err != nil {
+				add := tr.Append
+				if i%2 == 1 {
+					add = tr.AppendLazy
+				}
+				if err := add(r); err != nil {
 					t.Error(err)
 				}
 			}
@@ -217,5 +221,89 @@ func TestClosed(t *testing.T) {
 	_ = tr.Close()
 	if err := tr.Append(Record{ID: "x"}); err == nil {
 		t.Fatal("append after close succeeded")
+	}
+}
+
+// syncState is how many lines are written and how many a sync covered.
+func (t *Trail) syncState() (written, synced uint64) {
+	t.mu.Lock()
+	written = t.written
+	t.mu.Unlock()
+	t.syncMu.Lock()
+	synced = t.synced
+	t.syncMu.Unlock()
+	return written, synced
+}
+
+// A lazy line is readable at once, and becomes durable with the next
+// Append, within LazySync on its own, or at Close.
+func TestAppendLazy(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	tr, err := Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := 0
+	if err := tr.AppendLazy(Record{ID: "1", ExitCode: &code}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := tr.Query(Query{}); len(got) != 1 {
+		t.Fatalf("lazy line not readable: %+v", got)
+	}
+	if w, s := tr.syncState(); w != 1 || s != 0 {
+		t.Fatalf("after a lazy append: written %d synced %d", w, s)
+	}
+	if err := tr.Append(Record{ID: "2", Decision: Denied}); err != nil {
+		t.Fatal(err)
+	}
+	if w, s := tr.syncState(); w != 2 || s != 2 {
+		t.Fatalf("an append's sync does not cover the lazy line: written %d synced %d", w, s)
+	}
+	// On its own, within LazySync.
+	if err := tr.AppendLazy(Record{ID: "3"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * LazySync)
+	for {
+		if w, s := tr.syncState(); w == 3 && s == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a lazy line was not synced in time")
+		}
+		time.Sleep(10 * time.Millisecond) // polling the trail's sync state
+	}
+	// At Close.
+	if err := tr.AppendLazy(Record{ID: "4"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if w, s := tr.syncState(); w != 4 || s != 4 {
+		t.Fatalf("after close: written %d synced %d", w, s)
+	}
+	if err := tr.AppendLazy(Record{ID: "5"}); err == nil {
+		t.Fatal("lazy append after close succeeded")
+	}
+	got, err := ReadFile(path, Query{}, nil)
+	if err != nil || len(got) != 4 {
+		t.Fatalf("read after close: %d records, %v", len(got), err)
+	}
+}
+
+// A long What is cut on a rune boundary.
+func TestWhatCut(t *testing.T) {
+	tr := openT(t, filepath.Join(t.TempDir(), "audit.jsonl"))
+	what := strings.Repeat("é", MaxWhat) // 2 bytes each
+	if err := tr.Append(Record{ID: "1", What: what}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := tr.Query(Query{})
+	if err != nil || len(got) != 1 {
+		t.Fatal(got, err)
+	}
+	if w := got[0].What; !strings.HasSuffix(w, "é…") || strings.ContainsRune(w, '\uFFFD') || len(w) > MaxWhat+len("…") {
+		t.Errorf("cut What: %d bytes, ends %q", len(w), w[len(w)-8:])
 	}
 }

@@ -27,3 +27,28 @@ func BenchmarkExec(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkExecPolicy is what the security policy adds to one exec of a
+// typical command, one at a time: off (no analysis, no record), audit
+// (analysis, and two records appended and fsynced: the decision before
+// the command runs, its exit after).
+func BenchmarkExecPolicy(b *testing.B) {
+	const typical = "cd /workspace/repo && python -m pytest -x tests/ 2>&1 | tail -50"
+	for _, policy := range []string{PolicyOff, PolicyAudit} {
+		b.Run(policy, func(b *testing.B) {
+			cfg := twoTenants()
+			cfg.Security = SecurityConfig{Policy: policy}
+			h, _ := newSecHarness(b, cfg)
+			c := h.client(aliceToken)
+			sb := h.create(c, client.CreateRequest{})
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				exit, err := c.Exec(ctx, sb.ID, client.ExecRequest{Command: typical}, nil)
+				if err != nil || exit.Type != agentapi.EventExit {
+					b.Fatalf("exec: %+v %v", exit, err)
+				}
+			}
+		})
+	}
+}

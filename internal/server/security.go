@@ -221,7 +221,14 @@ func (s *Server) record(rec audit.Record) {
 	if s.opts.Audit == nil {
 		return
 	}
-	if err := s.opts.Audit.Append(rec); err != nil {
+	// A decision that lets a LOW action run, and the completion of an
+	// action (its exit), reach the disk within audit.LazySync; any other
+	// decision before the action runs or is refused.
+	appendRec := s.opts.Audit.Append
+	if rec.Decision == "" || rec.Decision == audit.Allowed {
+		appendRec = s.opts.Audit.AppendLazy
+	}
+	if err := appendRec(rec); err != nil {
 		s.log.Error("audit trail: cannot record an action", "err", err, "sandbox", rec.Sandbox, "action", rec.Action)
 	}
 }

@@ -18,7 +18,7 @@ import (
 
 // newSecHarness is a harness whose server has a security config and an
 // audit trail in a temporary directory.
-func newSecHarness(t *testing.T, cfg Config) (*harness, *audit.Trail) {
+func newSecHarness(t testing.TB, cfg Config) (*harness, *audit.Trail) {
 	t.Helper()
 	trail, err := audit.Open(filepath.Join(t.TempDir(), "audit.jsonl"), nil)
 	if err != nil {
