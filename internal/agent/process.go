@@ -123,9 +123,16 @@ func startProcess(spec procSpec) (*process, *pipes, error) {
 }
 
 // awaitExit closes p.exited when the process exits, leaving it a zombie
-// until reap.
+// until reap. It waits on a pidfd in the runtime's poller, so a waiting
+// goroutine holds no OS thread: a thread blocked in waitid(2) per running
+// process would count against the sandbox's pids limit, and at that limit
+// the Go runtime cannot start the thread it needs and the agent dies.
+// Without pidfds (Linux before 5.3) it blocks in waitid.
 func (p *process) awaitExit() {
 	defer close(p.exited)
+	if waitPidfd(p.pid) {
+		return
+	}
 	for {
 		var info unix.Siginfo
 		err := unix.Waitid(unix.P_PID, p.pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
@@ -133,6 +140,31 @@ func (p *process) awaitExit() {
 			return
 		}
 	}
+}
+
+// waitPidfd waits until process pid (a child not yet reaped) has exited,
+// through a pidfd the runtime's poller watches. It returns false when it
+// cannot (no pidfd support), having waited for nothing.
+func waitPidfd(pid int) bool {
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		return false
+	}
+	f := os.NewFile(uintptr(fd), "pidfd")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return false
+	}
+	err = rc.Read(func(fd uintptr) bool {
+		// WNOWAIT: look, do not reap; WNOHANG: the poller waits, not us.
+		var info unix.Siginfo
+		if err := unix.Waitid(unix.P_PIDFD, int(fd), &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil); err != nil {
+			return !errors.Is(err, unix.EINTR) // ECHILD and the like: nothing left to wait for
+		}
+		return info.Signo != 0 // zero: it has not exited yet
+	})
+	return err == nil
 }
 
 // killGroup sends sig to the process's whole group. After reap it does

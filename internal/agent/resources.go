@@ -29,8 +29,6 @@ func resources(root, workdir string) agentapi.Resources {
 				r.CPULimit = q / p
 			}
 		}
-		r.Pids = readInt(filepath.Join(root, "pids.current"))
-		r.PidsLimit = readLimit(filepath.Join(root, "pids.max"))
 	} else {
 		r.MemoryBytes = readInt(filepath.Join(root, "memory", "memory.usage_in_bytes"))
 		if l := readInt(filepath.Join(root, "memory", "memory.limit_in_bytes")); l > 0 && l < 1<<62 {
@@ -41,9 +39,8 @@ func resources(root, workdir string) agentapi.Resources {
 		if p := readInt(filepath.Join(root, "cpu", "cpu.cfs_period_us")); q > 0 && p > 0 {
 			r.CPULimit = float64(q) / float64(p)
 		}
-		r.Pids = readInt(filepath.Join(root, "pids", "pids.current"))
-		r.PidsLimit = readLimit(filepath.Join(root, "pids", "pids.max"))
 	}
+	r.Pids, r.PidsLimit = pidsUsage(root)
 	for _, p := range []string{"/", workdir} {
 		var st syscall.Statfs_t
 		if err := syscall.Statfs(p, &st); err == nil {
@@ -51,6 +48,16 @@ func resources(root, workdir string) agentapi.Resources {
 		}
 	}
 	return r
+}
+
+// pidsUsage reads the tasks of the sandbox's cgroup and their limit (-1:
+// none), v2 else v1.
+func pidsUsage(root string) (current, limit int64) {
+	dir := filepath.Join(root, "pids")
+	if _, err := os.Stat(filepath.Join(root, "cgroup.controllers")); err == nil {
+		dir = root
+	}
+	return readInt(filepath.Join(dir, "pids.current")), readLimit(filepath.Join(dir, "pids.max"))
 }
 
 func readText(path string) string {

@@ -34,6 +34,7 @@ type Server struct {
 	// Features that keep state across requests; each lives in its own file.
 	sessions *sessionTable // sessions.go: persistent shell sessions
 	bg       *bgTable      // background.go: background processes
+	users    *userThreads  // files_user.go: file operations as the user; nil when cred is
 
 	// Activity of keyed requests, for idle_seconds.
 	active  atomic.Int64
@@ -66,7 +67,17 @@ func NewServer(ctx context.Context, opts Options) (*Server, error) {
 	if id.Shell == "" {
 		id.Shell = opts.Shell
 	}
+	// Threads the agent may need later, made while the sandbox is empty
+	// (see files_user.go).
+	reserveThreads(reservedThreads)
+	var users *userThreads
+	if cred != nil {
+		if users, err = startUserThreads(id.UID, id.GID, pidsRoomFunc(cgroupRoot)); err != nil {
+			return nil, fmt.Errorf("act as user %d: %w", id.UID, err)
+		}
+	}
 	s := &Server{
+		users:   users,
 		opts:    opts,
 		log:     opts.Logger,
 		user:    id,
@@ -121,6 +132,9 @@ func (s *Server) Close() {
 	}
 	s.sessions.close()
 	s.bg.close()
+	if s.users != nil {
+		s.users.close()
+	}
 }
 
 // route is one endpoint of the API.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -92,6 +93,81 @@ func TestLimitsApplied(t *testing.T) {
 			t.Fatal("commands never started again after the burst")
 		}
 		time.Sleep(50 * time.Millisecond) // polling the agent: the sleepers end on their own
+	}
+}
+
+// A sandbox held at its pids limit keeps its agent: file operations,
+// which need threads as the sandbox user, and execs all get an answer
+// (429 for what cannot start), the container keeps running, and once the
+// leftovers of the runaway loop are killed commands run again. Before the
+// agent kept its threads, the Go runtime died failing to make one here.
+func TestAgentSurvivesPidsLimit(t *testing.T) {
+	h := newHarness(t, nil)
+	s := spec(t)
+	s.Limits = sandbox.Limits{PidsLimit: 64}
+	sb := h.create(t, s)
+	ctx := t.Context()
+	agent := agentapi.New(sb.AgentURL, sb.Key, h.rt.HTTPClient())
+	if out, code := sh(t, h, sb, `for i in 1 2 3 4 5 6 7 8; do head -c 4000000 /dev/zero > /workspace/f$i; done; echo made`); code != 0 || out != "made\n" {
+		t.Fatalf("make files: %d %q", code, out)
+	}
+	// A loop that forks sleepers until the limit refuses it (busybox sh
+	// then exits), leaving them to hold every pid.
+	loop, err := agent.StartProcess(ctx, agentapi.ProcessRequest{Command: `while :; do sleep 1000 & done`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if end, err := agent.WaitProcess(ctx, loop.ID, 30*time.Second); err != nil || end.Running() {
+		t.Fatalf("the fork loop did not end at the limit: %+v %v", end, err)
+	}
+	var wg sync.WaitGroup
+	for i := 1; i <= 8; i++ {
+		wg.Go(func() {
+			rc, err := agent.DownloadTar(ctx, fmt.Sprintf("/workspace/f%d", i))
+			if err == nil {
+				n, cerr := io.Copy(io.Discard, rc)
+				rc.Close()
+				if cerr != nil || n < 4000000 {
+					t.Errorf("tar of f%d: %d bytes, %v", i, n, cerr)
+				}
+			} else {
+				t.Errorf("tar of f%d at the limit: %v", i, err)
+			}
+			if _, err := agent.WriteFile(ctx, fmt.Sprintf("/workspace/w%d", i), strings.NewReader("data"), agentapi.WriteOptions{}); err != nil {
+				t.Errorf("write at the limit: %v", err)
+			}
+			_, _, _, err = agent.ExecOutput(ctx, agentapi.ExecRequest{Argv: []string{"true"}})
+			var apiErr *agentapi.APIError
+			if err != nil && (!errors.As(err, &apiErr) || apiErr.Status != 429) {
+				t.Errorf("exec at the limit: %v, want it run or 429", err)
+			}
+		})
+	}
+	wg.Wait()
+	got, err := h.rt.Get(ctx, sb.ID)
+	if err != nil || got.State != "running" {
+		logs, _ := h.rt.Logs(ctx, sb.ID, sandbox.LogOptions{Tail: "30"})
+		var tail []byte
+		if logs != nil {
+			tail, _ = io.ReadAll(logs)
+			logs.Close()
+		}
+		t.Fatalf("sandbox at its pids limit: %s %v; log:\n%s", got.State, err, tail)
+	}
+	// The loop's shell has exited; its sleepers are still its group.
+	if _, err := agent.SignalProcess(ctx, loop.ID, "KILL"); err != nil {
+		t.Fatalf("kill the loop's leftovers: %v", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, _, exit, err := agent.ExecOutput(ctx, agentapi.ExecRequest{Argv: []string{"echo", "ok"}})
+		if err == nil && exit.ExitCode == 0 && string(out) == "ok\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("commands never ran again after the leftovers were killed: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the agent while the kernel reaps
 	}
 }
 
