@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"os"
 	"strings"
 	"testing"
 
@@ -14,13 +13,7 @@ import (
 // risk, the decision and how it ended.
 func TestSecurityAuditPolicyEndToEnd(t *testing.T) {
 	c := newCLI(t)
-	body, err := os.ReadFile(c.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(c.config, append(body, []byte("\n[security]\npolicy = \"audit\"\n")...), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	c.addConfig("[security]\npolicy = \"audit\"\n")
 	srv := startServer(t, c, buildBerth(t, t.TempDir()))
 	t.Setenv("BERTH_HOST", "http://"+srv.addr)
 	id := strings.TrimSpace(c.ok("create", "--label", dockertest.Label+"="+env.RunID))

@@ -40,6 +40,18 @@ func newCLI(t *testing.T) *cli {
 	return &cli{t: t, config: cfg}
 }
 
+// addConfig appends TOML tables to the CLI's berth.toml.
+func (c *cli) addConfig(toml string) {
+	c.t.Helper()
+	body, err := os.ReadFile(c.config)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := os.WriteFile(c.config, append(body, "\n"+toml...), 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
 func (c *cli) run(args ...string) (string, string, int) {
 	c.t.Helper()
 	var out, errb bytes.Buffer

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -20,13 +19,7 @@ import (
 // file it would have deleted first survives); a harmless one runs.
 func TestSecurityPTYEndToEnd(t *testing.T) {
 	c := newCLI(t)
-	body, err := os.ReadFile(c.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(c.config, append(body, []byte("\n[security]\npolicy = \"deny\"\n")...), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	c.addConfig("[security]\npolicy = \"deny\"\n")
 	srv := startServer(t, c, buildBerth(t, t.TempDir()))
 	t.Setenv("BERTH_HOST", "http://"+srv.addr)
 	id := strings.TrimSpace(c.ok("create", "--label", dockertest.Label+"="+env.RunID))

@@ -159,13 +159,7 @@ func waitHealthy(t *testing.T, url string, exited <-chan error, logPath string) 
 // of the server; a sandbox's own policy cannot loosen the server's.
 func TestSecurityPolicyEndToEnd(t *testing.T) {
 	c := newCLI(t)
-	body, err := os.ReadFile(c.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(c.config, append(body, []byte("\n[security]\npolicy = \"deny\"\n")...), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	c.addConfig("[security]\npolicy = \"deny\"\n")
 	bin := buildBerth(t, t.TempDir())
 	srv := startServer(t, c, bin)
 	t.Setenv("BERTH_HOST", "http://"+srv.addr)
@@ -257,14 +251,7 @@ func TestSecurityPolicyEndToEnd(t *testing.T) {
 // untouched.
 func TestServerKilledMidCreate(t *testing.T) {
 	c := newCLI(t)
-	body, err := os.ReadFile(c.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body = append(body, []byte("\n[server]\nreconcile_interval = \"1s\"\ncreate_grace = \"1s\"\n")...)
-	if err := os.WriteFile(c.config, body, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	c.addConfig("[server]\nreconcile_interval = \"1s\"\ncreate_grace = \"1s\"\n")
 	label := dockertest.Label + "=" + env.RunID
 	before := strings.TrimSpace(c.ok("create", "--label", label))
 	t.Cleanup(func() { c.run("--host", "", "rm", "-f", before) })
@@ -334,14 +321,7 @@ func TestServerKilledMidCreate(t *testing.T) {
 // unanswered, it is refused when the approval times out and never runs.
 func TestSecurityConfirmEndToEnd(t *testing.T) {
 	c := newCLI(t)
-	body, err := os.ReadFile(c.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body = append(body, []byte("\n[security]\npolicy = \"confirm\"\napproval_timeout = \"3s\"\n")...)
-	if err := os.WriteFile(c.config, body, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	c.addConfig("[security]\npolicy = \"confirm\"\napproval_timeout = \"3s\"\n")
 	srv := startServer(t, c, buildBerth(t, t.TempDir()))
 	t.Setenv("BERTH_HOST", "http://"+srv.addr)
 	id := strings.TrimSpace(c.ok("create", "--label", dockertest.Label+"="+env.RunID))

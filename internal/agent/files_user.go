@@ -58,9 +58,10 @@ type userThreads struct {
 	// room reports whether one more thread fits under the pids limit.
 	room func() bool
 
-	jobs chan userJob
-	stop chan struct{}
-	wg   sync.WaitGroup
+	jobs     chan userJob
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
 
 	mu   sync.Mutex
 	n    int // threads started
@@ -157,9 +158,10 @@ func (u *userThreads) run(fn func() error) error {
 	return r.err
 }
 
-// close ends the threads once their jobs are done.
+// close ends the threads once their jobs are done; later calls wait for
+// the same.
 func (u *userThreads) close() {
-	close(u.stop)
+	u.stopOnce.Do(func() { close(u.stop) })
 	u.wg.Wait()
 }
 

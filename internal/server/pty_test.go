@@ -3,11 +3,8 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -94,22 +91,8 @@ func (ft *fakeTerm) waitTyped(t *testing.T, want string) {
 
 func newPTYHarness(t *testing.T, cfg Config) (*harness, *audit.Trail, *fakeTerm) {
 	t.Helper()
-	trail, err := audit.Open(filepath.Join(t.TempDir(), "audit.jsonl"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = trail.Close() })
 	ft := newFakeTerm(t)
-	h := &harness{t: t, view: newFakeView(), agent: newFakeAgent(t)}
-	h.rt = newFakeRuntime(h.view, ft.URL)
-	srv, err := New(Options{Config: cfg, Runtime: h.rt, View: h.view, Audit: trail,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.srv = srv
-	h.ts = httptest.NewServer(srv.Handler())
-	t.Cleanup(h.ts.Close)
+	h, trail := newSecHarnessAt(t, cfg, ft.URL)
 	return h, trail, ft
 }
 
@@ -265,22 +248,7 @@ func TestPTYConfirm(t *testing.T) {
 	sb := h.create(h.client(aliceToken), client.CreateRequest{})
 	tm := dialTerm(t, h, sb.ID, nil)
 	ca := h.client(aliceToken)
-	waitPending := func() client.Approval {
-		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for time.Now().Before(deadline) {
-			list, err := ca.Approvals(t.Context())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(list) == 1 {
-				return list[0]
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		t.Fatal("no pending approval")
-		return client.Approval{}
-	}
+	waitPending := func() client.Approval { return waitApproval(t, ca) }
 	tm.typeKeys("rm -rf /\r")
 	p := waitPending()
 	if p.What != "rm -rf /" || p.Action != audit.ActionPTYInput {

@@ -19,6 +19,12 @@ import (
 // newSecHarness is a harness whose server has a security config and an
 // audit trail in a temporary directory.
 func newSecHarness(t testing.TB, cfg Config) (*harness, *audit.Trail) {
+	return newSecHarnessAt(t, cfg, "")
+}
+
+// newSecHarnessAt is newSecHarness with the sandboxes' agent at agentURL
+// ("": the harness's fake agent).
+func newSecHarnessAt(t testing.TB, cfg Config, agentURL string) (*harness, *audit.Trail) {
 	t.Helper()
 	trail, err := audit.Open(filepath.Join(t.TempDir(), "audit.jsonl"), nil)
 	if err != nil {
@@ -26,7 +32,10 @@ func newSecHarness(t testing.TB, cfg Config) (*harness, *audit.Trail) {
 	}
 	t.Cleanup(func() { _ = trail.Close() })
 	h := &harness{t: t, view: newFakeView(), agent: newFakeAgent(t)}
-	h.rt = newFakeRuntime(h.view, h.agent.URL)
+	if agentURL == "" {
+		agentURL = h.agent.URL
+	}
+	h.rt = newFakeRuntime(h.view, agentURL)
 	srv, err := New(Options{Config: cfg, Runtime: h.rt, View: h.view, Audit: trail,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -344,23 +353,7 @@ func TestConfirmPolicy(t *testing.T) {
 	ca, cb := h.client(aliceToken), h.client(bobToken)
 	ctx := t.Context()
 
-	// waitPending waits until alice has one action waiting and returns it.
-	waitPending := func() client.Approval {
-		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for time.Now().Before(deadline) {
-			list, err := ca.Approvals(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(list) == 1 {
-				return list[0]
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		t.Fatal("no pending approval")
-		return client.Approval{}
-	}
+	waitPending := func() client.Approval { return waitApproval(t, ca) }
 	type result struct {
 		status int
 		body   string
@@ -449,4 +442,22 @@ func TestConfirmPolicy(t *testing.T) {
 	if recs := records(t, trail, audit.Query{}); len(recs) != 1 || recs[0].Decision != audit.TimedOut {
 		t.Fatalf("records %+v", recs)
 	}
+}
+
+// waitApproval waits until c's tenant has one action waiting and returns it.
+func waitApproval(t *testing.T, c *client.Client) client.Approval {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		list, err := c.Approvals(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) == 1 {
+			return list[0]
+		}
+		time.Sleep(5 * time.Millisecond) // polling the server's approvals
+	}
+	t.Fatal("no pending approval")
+	return client.Approval{}
 }
