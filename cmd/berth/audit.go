@@ -149,6 +149,8 @@ func (a *app) auditCmd() *cobra.Command {
 		Short: "Show the audit trail of berth serve: the commands and file changes agents asked for, their risk and the policy's decision",
 		Long: "Show the audit trail kept by berth serve (see docs/security.md), for the tenant of BERTH_TOKEN.\n" +
 			"It asks the server of --host / BERTH_HOST, else the [server] addr of berth.toml, else " + server.DefaultAddr + ".\n" +
+			"--tenant NAME asks for that tenant's records instead, --tenant '*' for every tenant's: the server\n" +
+			"answers them only to an admin tenant (admin = true in [[server.tenants]]; the local tenant without tokens).\n" +
 			"--local reads the trail file itself (security.audit_file of berth.toml, else audit.jsonl in the state dir),\n" +
 			"--file PATH another one: no server needed, every tenant's records, --tenant to pick one.\n" +
 			"--since is a duration back from now (1h, 30m) or an RFC 3339 time.",
@@ -178,14 +180,11 @@ func (a *app) auditCmd() *cobra.Command {
 					return err
 				}
 			} else {
-				if tenant != "" {
-					return fmt.Errorf("--tenant needs --local or --file: a server shows only the records of your token's tenant")
-				}
 				c, err := a.serverClient()
 				if err != nil {
 					return err
 				}
-				if recs, err = c.Audit(cmd.Context(), berthclient.AuditOptions{Sandbox: sandboxRef, Limit: limit, Since: sinceT}); err != nil {
+				if recs, err = c.Audit(cmd.Context(), berthclient.AuditOptions{Sandbox: sandboxRef, Limit: limit, Since: sinceT, Tenant: tenant}); err != nil {
 					return fmt.Errorf("audit: %w", err)
 				}
 			}
@@ -214,15 +213,18 @@ func (a *app) auditCmd() *cobra.Command {
 	f.StringVarP(&output, "output", "o", "", "output format: json")
 	f.BoolVar(&local, "local", false, "read the trail file of berth.toml's [security] here, not through a server")
 	f.StringVar(&file, "file", "", "read this trail file, not through a server")
-	f.StringVar(&tenant, "tenant", "", "only this tenant's records (with --local or --file)")
+	f.StringVar(&tenant, "tenant", "", "this tenant's records (* = every tenant's; through a server, admin tenants only)")
 	cmd.MarkFlagsMutuallyExclusive("local", "file")
 	return cmd
 }
 
 // readTrail reads the trail file path: the records of tenant (all when
-// empty) and of the sandbox whose id starts with sandboxRef, since since,
-// the newest limit of them.
+// empty or "*") and of the sandbox whose id starts with sandboxRef, since
+// since, the newest limit of them.
 func readTrail(path, tenant, sandboxRef string, since time.Time, limit int) ([]berthclient.AuditRecord, error) {
+	if tenant == berthclient.AuditAllTenants {
+		tenant = ""
+	}
 	recs, err := audit.ReadFile(path, audit.Query{Tenant: tenant, Since: since}, nil)
 	if err != nil {
 		return nil, err

@@ -75,6 +75,7 @@ func TestAuditFile(t *testing.T) {
 	}{
 		{nil, "a1,b1,a2,a3"},
 		{[]string{"--tenant", "alice"}, "a1,a2,a3"},
+		{[]string{"--tenant", "*"}, "a1,b1,a2,a3"},
 		{[]string{"--tenant", "alice", "--sandbox", "aaaa"}, "a1,a2"},
 		{[]string{"--since", "1h"}, "b1,a2,a3"},
 		{[]string{"--limit", "2"}, "a2,a3"},
@@ -93,7 +94,8 @@ func TestAuditFile(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"audit", "--tenant", "alice", "--host", "http://127.0.0.1:1"}, "--tenant needs --local or --file"},
+		// Without --local or --file, --tenant goes to the server (none answers here).
+		{[]string{"audit", "--tenant", "alice", "--host", "http://127.0.0.1:1"}, "/api/v1/audit?tenant=alice"},
 		{[]string{"audit", "--file", filepath.Join(t.TempDir(), "missing.jsonl")}, "missing.jsonl"},
 		{[]string{"audit", "--file", path, "--since", "yesterday"}, `--since "yesterday"`},
 		{[]string{"audit", "--file", path, "--limit", "-1"}, "--limit -1"},

@@ -15,7 +15,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berth-dev/berth/internal/audit"
+	berthclient "github.com/berth-dev/berth/internal/client"
 	"github.com/berth-dev/berth/internal/monitor"
+	"github.com/berth-dev/berth/internal/pool"
 	"github.com/berth-dev/berth/internal/ports"
 	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/security"
@@ -99,6 +101,7 @@ accepting, closes event streams, lets in-flight requests finish for up to
 				Audit:        trail,
 				Config:       cfg,
 				Runtime:      pm.Runtime(),
+				Pools:        serverPools{pm},
 				View:         mon,
 				SpecDefaults: a.specFromConfig,
 				Registry:     reg,
@@ -156,10 +159,27 @@ func (a *app) serverConfig() (server.Config, error) {
 			return server.Config{}, fmt.Errorf("server.tenants[%d] (%q): max_memory: %w", i, t.Name, err)
 		}
 		cfg.Tenants = append(cfg.Tenants, server.Tenant{Name: t.Name, Token: t.Token, TokenSHA256: t.TokenSHA256,
-			MaxSandboxes: t.MaxSandboxes, MaxMemory: mem, AllowHostAccess: t.AllowHostAccess, SecurityPolicy: t.SecurityPolicy})
+			MaxSandboxes: t.MaxSandboxes, MaxMemory: mem, AllowHostAccess: t.AllowHostAccess, SecurityPolicy: t.SecurityPolicy,
+			Admin: t.Admin})
 	}
 	return cfg, nil
 }
+
+// serverPools are the warm pools as berth serve's API shows and resizes
+// them (server.Pools): client.PoolStats has pool.ShapeStats's fields, so
+// each converts to the other, and a field added to one only fails here.
+type serverPools struct{ m *pool.Manager }
+
+func (p serverPools) Stats() []berthclient.PoolStats {
+	st := p.m.Stats()
+	out := make([]berthclient.PoolStats, len(st))
+	for i, s := range st {
+		out[i] = berthclient.PoolStats(s)
+	}
+	return out
+}
+
+func (p serverPools) Resize(key string, size int) error { return p.m.Resize(key, size) }
 
 // orphanGrace keeps a sandbox dir younger than this even without a
 // container: its create may still be on its way.

@@ -45,14 +45,22 @@ type AuditResponse struct {
 	Items []AuditRecord `json:"items"`
 }
 
+// AuditAllTenants is the Tenant of AuditOptions that asks for every
+// tenant's records (admin tenants only).
+const AuditAllTenants = "*"
+
 // AuditOptions filter GET /api/v1/audit.
 type AuditOptions struct {
 	Sandbox string    // a sandbox id; "" = every sandbox of the tenant
 	Since   time.Time // zero = from the start
 	Limit   int       // the newest Limit records; 0 = the server's default
+	// Tenant is whose records: "" = the caller's own; another tenant's
+	// name, or AuditAllTenants, needs an admin tenant (else 403).
+	Tenant string
 }
 
-// Audit returns the tenant's audit records.
+// Audit returns the audit records of the caller's tenant (or, for an
+// admin tenant, of opts.Tenant).
 func (c *Client) Audit(ctx context.Context, opts AuditOptions) ([]AuditRecord, error) {
 	q := url.Values{}
 	if opts.Sandbox != "" {
@@ -63,6 +71,9 @@ func (c *Client) Audit(ctx context.Context, opts AuditOptions) ([]AuditRecord, e
 	}
 	if opts.Limit > 0 {
 		q.Set("limit", strconv.Itoa(opts.Limit))
+	}
+	if opts.Tenant != "" {
+		q.Set("tenant", opts.Tenant)
 	}
 	path := PathAudit
 	if len(q) > 0 {

@@ -65,7 +65,7 @@ const (
 	CodeBadRequest       = "bad_request"        // 400: malformed JSON, unknown field, bad parameter
 	CodeInvalidSpec      = "invalid_spec"       // 400: the sandbox spec is invalid (sandbox.ErrInvalidSpec)
 	CodeUnauthorized     = "unauthorized"       // 401: no or wrong bearer token
-	CodeForbidden        = "forbidden"          // 403: the tenant may not ask for this (host mounts, host network)
+	CodeForbidden        = "forbidden"          // 403: the tenant may not ask for this (host mounts, host network, what only an admin may)
 	CodeNotFound         = "not_found"          // 404: no such sandbox (or another tenant's), no such path
 	CodeMethodNotAllowed = "method_not_allowed" // 405: the path exists, the method does not
 	CodeAmbiguous        = "ambiguous"          // 409: a prefix matches several sandboxes

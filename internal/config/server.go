@@ -22,6 +22,7 @@ import (
 //	max_sandboxes = 20
 //	max_memory = "32g"
 //	allow_host_access = false   # volumes, host network, extra networks, GPUs
+//	admin = false               # every tenant's audit trail; resize the warm pools
 //
 // and the policies: max_running = 5, idle_timeout = "30m", idle_action =
 // "pause" or "stop", ttl = "24h", health_check_path = "/health".
@@ -51,6 +52,10 @@ type ServerTenant struct {
 	MaxMemory       string `toml:"max_memory"`
 	AllowHostAccess bool   `toml:"allow_host_access"`
 	SecurityPolicy  string `toml:"security_policy"` // overrides [security] policy for this tenant
+	// Admin makes the tenant an operator: it may read every tenant's
+	// audit trail and resize the warm pools (never another tenant's
+	// sandboxes).
+	Admin bool `toml:"admin"`
 }
 
 // MaxMemoryBytes is MaxMemory parsed; 0 when unset.

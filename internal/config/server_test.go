@@ -23,6 +23,7 @@ max_memory = "8g"
 name = "bob"
 token_sha256 = "` + strings.Repeat("ab", 32) + `"
 allow_host_access = true
+admin = true
 `
 	c, err := Parse([]byte(good), "b.toml")
 	if err != nil {
@@ -32,7 +33,8 @@ allow_host_access = true
 	if s.MaxRunning != 5 || s.IdleTimeout.Minutes() != 30 || s.IdleAction != "stop" || s.TTL.Hours() != 24 {
 		t.Errorf("policies: %+v", s)
 	}
-	if s.Addr != "127.0.0.1:7474" || s.ShutdownTimeout.Seconds() != 30 || len(s.Tenants) != 2 || !s.Tenants[1].AllowHostAccess {
+	if s.Addr != "127.0.0.1:7474" || s.ShutdownTimeout.Seconds() != 30 || len(s.Tenants) != 2 || !s.Tenants[1].AllowHostAccess ||
+		s.Tenants[0].Admin || !s.Tenants[1].Admin {
 		t.Errorf("server: %+v", s)
 	}
 	if n, _ := s.Tenants[0].MaxMemoryBytes(); n != 8<<30 {
@@ -50,6 +52,7 @@ allow_host_access = true
 		{"[[server.tenants]]\nname = \"a\"\ntoken = \"0123456789abcdefx\"\n[[server.tenants]]\nname = \"a\"\ntoken = \"0123456789abcdefy\"", "names another tenant"},
 		{"[[server.tenants]]\nname = \"a\"\ntoken = \"0123456789abcdefx\"\nmax_memory = \"lots\"", "server.tenants[0].max_memory"},
 		{"[[server.tenants]]\nname = \"a\"\ntoken = \"0123456789abcdefx\"\nrole = \"admin\"", `unknown key "server.tenants.role"`},
+		{"[[server.tenants]]\nname = \"a\"\ntoken = \"0123456789abcdefx\"\nadmin = \"yes\"", `tenants.admin`},
 	}
 	for _, b := range bad {
 		if _, err := Parse([]byte(b.toml), "b.toml"); err == nil || !strings.Contains(err.Error(), b.want) {

@@ -39,7 +39,7 @@ type tenants struct {
 func newTenants(cfg []Tenant) (*tenants, error) {
 	ts := &tenants{}
 	if len(cfg) == 0 {
-		ts.local = &tenant{Tenant: Tenant{Name: LocalTenant, AllowHostAccess: true}}
+		ts.local = &tenant{Tenant: Tenant{Name: LocalTenant, AllowHostAccess: true, Admin: true}}
 		return ts, nil
 	}
 	names := map[string]bool{}

@@ -60,7 +60,7 @@ func errorStatus(err error) (int, string) {
 		return http.StatusForbidden, client.CodeForbidden
 	case errors.As(err, &qe):
 		return http.StatusTooManyRequests, client.CodeQuota
-	case errors.Is(err, sandbox.ErrNotFound), errors.Is(err, errNoApproval):
+	case errors.Is(err, sandbox.ErrNotFound), errors.Is(err, errNoApproval), errors.Is(err, errNoPool):
 		return http.StatusNotFound, client.CodeNotFound
 	case errors.Is(err, sandbox.ErrAmbiguous):
 		return http.StatusConflict, client.CodeAmbiguous

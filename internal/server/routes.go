@@ -42,6 +42,8 @@ var routeTable = []route{
 	{"GET", client.PathAudit, false, (*Server).handleAudit},
 	{"GET", client.PathApprovals, false, (*Server).handleApprovals},
 	{"POST", client.PathApprovals + "/{id}", false, (*Server).handleApprove},
+	{"GET", client.PathPools, false, (*Server).handlePools},
+	{"PUT", client.PathPools + "/{key}", false, (*Server).handleResizePool},
 	{"", client.PathSandboxes + "/{id}" + client.AgentSuffix + "/{path...}", false, (*Server).handleAgent},
 }
 

@@ -346,16 +346,22 @@ func (s *Server) judgeAgentCall(w http.ResponseWriter, r *http.Request, rest str
 	return act{}, nil
 }
 
-// handleAudit answers GET /api/v1/audit?sandbox=&since=&limit=: the
-// tenant's records, oldest first.
+// handleAudit answers GET /api/v1/audit?sandbox=&since=&limit=&tenant=:
+// the tenant's records (an admin's: those of tenant, or every tenant's
+// with "*"), oldest first.
 func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
 	t := tenantOf(r)
 	q := r.URL.Query()
-	if err := checkQuery(q, nil, "sandbox", "since", "limit"); err != nil {
+	if err := checkQuery(q, nil, "sandbox", "since", "limit", "tenant"); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	aq := audit.Query{Tenant: t.Name, Sandbox: q.Get("sandbox"), Limit: 1000}
+	who, err := auditTenant(t, q.Get("tenant"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	aq := audit.Query{Tenant: who, Sandbox: q.Get("sandbox"), Limit: 1000}
 	if aq.Sandbox != "" {
 		// A live sandbox may be named by prefix or name; a gone one by its id.
 		if sb, err := s.resolve(r.Context(), t, aq.Sandbox, false); err == nil {
@@ -390,6 +396,26 @@ func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// auditTenant is whose records GET /api/v1/audit answers for tenant t
+// asking for want (the tenant parameter): t's own when want is empty or
+// t's name; another tenant's, or every tenant's ("" for want "*"), only
+// when t is an admin.
+func auditTenant(t *tenant, want string) (string, error) {
+	switch {
+	case want == "" || want == t.Name:
+		return t.Name, nil
+	case !t.Admin:
+		return "", fmt.Errorf("%w: query parameter tenant %q: tenant %q may read only its own audit records; "+
+			"another tenant's, or every tenant's (%s), need an admin tenant (admin = true in [[server.tenants]])",
+			errForbidden, want, t.Name, client.AuditAllTenants)
+	case want == client.AuditAllTenants:
+		return "", nil
+	case !tenantNameRE.MatchString(want):
+		return "", badRequestf("query parameter tenant %q: want a tenant name or %q (every tenant)", want, client.AuditAllTenants)
+	}
+	return want, nil
 }
 
 // parseSince reads an RFC 3339 time or a duration back from now ("1h").

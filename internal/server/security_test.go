@@ -295,6 +295,100 @@ func TestAuditQueryByTenant(t *testing.T) {
 	wantError(t, resp, out, 401, client.CodeUnauthorized, "")
 }
 
+// An admin tenant reads one other tenant's audit records (tenant=NAME) or
+// every tenant's (tenant=*); without tenant, its own, as anyone. A tenant
+// that is not an admin gets its own with tenant=its name, and a 403
+// naming the parameter for any other.
+func TestAuditAdminTenant(t *testing.T) {
+	cfg := adminTenants() // alice is the admin
+	cfg.Security.Policy = PolicyAudit
+	h, _ := newSecHarness(t, cfg)
+	a := h.create(h.client(aliceToken), client.CreateRequest{})
+	b := h.create(h.client(bobToken), client.CreateRequest{})
+	for _, c := range []struct {
+		id, token, cmd string
+	}{{a.ID, aliceToken, "echo a1"}, {b.ID, bobToken, "echo b1"}, {a.ID, aliceToken, "echo a2"}, {b.ID, bobToken, "echo b2"}} {
+		if resp, out := h.do("POST", client.SandboxPath(c.id, "/exec"), c.token, `{"command":"`+c.cmd+`"}`); resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", c.cmd, resp.StatusCode, out)
+		}
+	}
+	whats := func(token string, opts client.AuditOptions) (string, error) {
+		t.Helper()
+		recs, err := h.client(token).Audit(t.Context(), opts)
+		var w []string
+		for _, r := range recs {
+			w = append(w, r.Tenant+":"+r.What)
+		}
+		return strings.Join(w, ","), err
+	}
+	for _, tc := range []struct {
+		token string
+		opts  client.AuditOptions
+		want  string
+	}{
+		{aliceToken, client.AuditOptions{}, "alice:echo a1,alice:echo a2"},
+		{aliceToken, client.AuditOptions{Tenant: "alice"}, "alice:echo a1,alice:echo a2"},
+		{aliceToken, client.AuditOptions{Tenant: "bob"}, "bob:echo b1,bob:echo b2"},
+		{aliceToken, client.AuditOptions{Tenant: "*"}, "alice:echo a1,bob:echo b1,alice:echo a2,bob:echo b2"},
+		{aliceToken, client.AuditOptions{Tenant: "*", Limit: 1}, "bob:echo b2"},
+		{aliceToken, client.AuditOptions{Tenant: "bob", Sandbox: b.ID}, "bob:echo b1,bob:echo b2"},
+		{aliceToken, client.AuditOptions{Tenant: "bob", Sandbox: a.ID}, ""},
+		{aliceToken, client.AuditOptions{Tenant: "carol"}, ""}, // no such tenant (any more): no records
+		{bobToken, client.AuditOptions{}, "bob:echo b1,bob:echo b2"},
+		{bobToken, client.AuditOptions{Tenant: "bob"}, "bob:echo b1,bob:echo b2"},
+	} {
+		if got, err := whats(tc.token, tc.opts); err != nil || got != tc.want {
+			t.Errorf("%s %+v: %q, %v; want %q", tc.token[:3], tc.opts, got, err, tc.want)
+		}
+	}
+	// Bob may not read alice's records, nor everyone's, nor guess names.
+	for _, q := range []string{"tenant=alice", "tenant=%2A", "tenant=carol", "tenant=alice&sandbox=" + a.ID} {
+		resp, out := h.do("GET", client.PathAudit+"?"+q, bobToken, "")
+		wantError(t, resp, out, 403, client.CodeForbidden, "tenant")
+		if strings.Contains(out, "echo a") {
+			t.Errorf("bob's refusal shows alice's records: %s", out)
+		}
+	}
+	if _, err := h.client(bobToken).Audit(t.Context(), client.AuditOptions{Tenant: "*"}); !client.IsStatus(err, 403) || !strings.Contains(err.Error(), "admin") {
+		t.Errorf("bob asks for every tenant: %v", err)
+	}
+	resp, out := h.do("GET", client.PathAudit+"?tenant=a+b", aliceToken, "")
+	wantError(t, resp, out, 400, client.CodeBadRequest, `tenant "a b"`)
+	resp, out = h.do("GET", client.PathAudit+"?tenant=bob&tenant=alice", aliceToken, "")
+	wantError(t, resp, out, 400, client.CodeBadRequest, `"tenant" given 2 times`)
+	// The admin still sees only its own sandboxes.
+	if _, err := h.client(aliceToken).Get(t.Context(), b.ID); !client.IsStatus(err, 404) {
+		t.Errorf("the admin reaches bob's sandbox: %v", err)
+	}
+}
+
+// Without tokens the local tenant is an admin: it reads the records other
+// tenants left in the trail (a server that had tenants before).
+func TestAuditLocalAdmin(t *testing.T) {
+	h, trail := newSecHarness(t, Config{Security: SecurityConfig{Policy: PolicyAudit}})
+	for _, r := range []audit.Record{
+		{ID: "old1", Time: time.Now().UTC(), Tenant: "ci", Sandbox: "ffff0000", Action: audit.ActionExec, What: "make", Level: "LOW", Decision: audit.Allowed},
+		{ID: "own1", Time: time.Now().UTC(), Tenant: LocalTenant, Sandbox: "eeee0000", Action: audit.ActionExec, What: "ls", Level: "LOW", Decision: audit.Allowed},
+	} {
+		if err := trail.Append(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := h.client("")
+	own, err := c.Audit(t.Context(), client.AuditOptions{})
+	if err != nil || len(own) != 1 || own[0].ID != "own1" {
+		t.Errorf("local's own records: %+v, %v", own, err)
+	}
+	all, err := c.Audit(t.Context(), client.AuditOptions{Tenant: client.AuditAllTenants})
+	if err != nil || len(all) != 2 || all[0].ID != "old1" {
+		t.Errorf("local reads every tenant's: %+v, %v", all, err)
+	}
+	ci, err := c.Audit(t.Context(), client.AuditOptions{Tenant: "ci"})
+	if err != nil || len(ci) != 1 || ci[0].Tenant != "ci" {
+		t.Errorf("local reads ci's: %+v, %v", ci, err)
+	}
+}
+
 // The server's trail survives a kill mid-append: reopened, it keeps every
 // whole record and takes new ones.
 func TestTrailSurvivesKill(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/berth-dev/berth/internal/audit"
+	"github.com/berth-dev/berth/internal/client"
 	"github.com/berth-dev/berth/internal/monitor"
 	"github.com/berth-dev/berth/internal/sandbox"
 	"github.com/berth-dev/berth/internal/security"
@@ -82,6 +83,21 @@ type Tenant struct {
 	// PolicyOff, PolicyAudit, PolicyConfirm or PolicyDeny; "" = the
 	// server's. A sandbox's own policy may only tighten it.
 	SecurityPolicy string
+	// Admin makes the tenant an operator: it may read every tenant's
+	// audit records (GET /api/v1/audit?tenant=) and resize the warm pools
+	// (PUT /api/v1/pools/{key}). It sees and touches only its own
+	// sandboxes, like any tenant. The local tenant is an admin.
+	Admin bool
+}
+
+// Pools is what the server needs of the warm pools (cmd/berth adapts
+// *pool.Manager to it): their state, and a resize that the manager's Run
+// then carries out.
+type Pools interface {
+	// Stats is the state of every pool, in configuration order.
+	Stats() []client.PoolStats
+	// Resize sets the size of the pool with shape key.
+	Resize(key string, size int) error
 }
 
 // Options configure a Server.
@@ -106,6 +122,9 @@ type Options struct {
 	// Audit is the trail every judged action is recorded in; nil = none
 	// (the policy still applies, and GET /api/v1/audit answers no records).
 	Audit *audit.Trail
+	// Pools are the warm pools GET /api/v1/pools shows and PUT
+	// /api/v1/pools/{key} resizes; nil = none (an empty list).
+	Pools Pools
 	// Heartbeat is the interval of SSE keep-alive comments; default 15s.
 	Heartbeat time.Duration
 }

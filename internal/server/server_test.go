@@ -53,10 +53,17 @@ type harness struct {
 
 func newHarness(t testing.TB, cfg Config) *harness {
 	t.Helper()
+	return newHarnessWith(t, Options{Config: cfg})
+}
+
+// newHarnessWith is newHarness with more options (Pools...); the harness
+// sets Runtime, View and Logger.
+func newHarnessWith(t testing.TB, opts Options) *harness {
+	t.Helper()
 	h := &harness{t: t, view: newFakeView(), agent: newFakeAgent(t)}
 	h.rt = newFakeRuntime(h.view, h.agent.URL)
-	srv, err := New(Options{Config: cfg, Runtime: h.rt, View: h.view,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	opts.Runtime, opts.View, opts.Logger = h.rt, h.view, slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
