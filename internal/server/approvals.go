@@ -141,3 +141,24 @@ func (s *Server) handleApprove(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
+
+// endStalePending completes, as timed out, the actions the trail shows
+// still pending: they waited for approval in a server that is gone (pending
+// actions live in its memory), and its caller was refused when it went.
+func (s *Server) endStalePending() {
+	if s.opts.Audit == nil {
+		return
+	}
+	recs, err := s.opts.Audit.Query(audit.Query{})
+	if err != nil {
+		s.log.Warn("audit trail: cannot look for actions left pending", "err", err)
+		return
+	}
+	for _, r := range recs {
+		if r.Decision != audit.Pending {
+			continue
+		}
+		s.record(audit.Record{ID: r.ID, Time: time.Now().UTC(), Tenant: r.Tenant, Sandbox: r.Sandbox, Decision: audit.TimedOut})
+		s.log.Info("audit trail: an action left pending by an earlier server ends as timed out", "audit_id", r.ID, "sandbox", r.Sandbox)
+	}
+}

@@ -555,3 +555,34 @@ func waitApproval(t *testing.T, c *client.Client) client.Approval {
 	t.Fatal("no pending approval")
 	return client.Approval{}
 }
+
+// An action left pending by a server that died (its approvals lived in
+// its memory) ends as timed out when the next server opens the trail;
+// settled ones stay as they are.
+func TestStalePendingEnds(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	trail, err := audit.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []audit.Record{
+		{ID: "p1", Tenant: "alice", Sandbox: "sb", Action: audit.ActionExec, What: "rm -rf /", Level: "HIGH", Decision: audit.Pending},
+		{ID: "p2", Tenant: "bob", Sandbox: "sb2", Action: audit.ActionExec, What: "mkfs /dev/sda", Level: "HIGH", Decision: audit.Pending},
+		{ID: "p2", Tenant: "bob", Sandbox: "sb2", Decision: audit.Approved},
+	} {
+		if err := trail.Append(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := &harness{t: t, view: newFakeView(), agent: newFakeAgent(t)}
+	h.rt = newFakeRuntime(h.view, h.agent.URL)
+	if _, err := New(Options{Config: twoTenants(), Runtime: h.rt, View: h.view, Audit: trail,
+		Logger: slog.New(slog.DiscardHandler)}); err != nil {
+		t.Fatal(err)
+	}
+	recs := records(t, trail, audit.Query{})
+	if len(recs) != 2 || recs[0].Decision != audit.TimedOut || recs[0].What != "rm -rf /" || recs[1].Decision != audit.Approved {
+		t.Fatalf("records after a restart: %+v", recs)
+	}
+	_ = trail.Close()
+}

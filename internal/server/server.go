@@ -226,6 +226,7 @@ func New(opts Options) (*Server, error) {
 	s.streams, s.stopStreams = context.WithCancel(context.Background())
 	s.mux = s.routes(reg)
 	s.handler = s.middleware(s.mux)
+	s.endStalePending()
 	return s, nil
 }
 
