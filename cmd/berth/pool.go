@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strconv"
 	"text/tabwriter"
 
@@ -246,19 +243,7 @@ func (a *app) poolManager(ctx context.Context) (*pool.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pool.New(rt, pool.Options{Shapes: shapes, Concurrency: a.cfg.Pool.Concurrency, Logger: a.log,
-		Labels: map[string]string{sandbox.LabelPoolOwner: poolOwner(a.stateDir)}})
-}
-
-// poolOwner names the installation whose state dir is dir, for the label
-// of its pooled containers: berth serve and the CLI of one machine share
-// it, another state dir (another installation, a test run) does not.
-func poolOwner(dir string) string {
-	if abs, err := filepath.Abs(dir); err == nil {
-		dir = abs
-	}
-	sum := sha256.Sum256([]byte(dir))
-	return hex.EncodeToString(sum[:8])
+	return pool.New(rt, pool.Options{Shapes: shapes, Concurrency: a.cfg.Pool.Concurrency, Logger: a.log})
 }
 
 // createSandbox is berth create's create: it claims a pooled sandbox of

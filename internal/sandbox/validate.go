@@ -23,11 +23,6 @@ const (
 	// LabelSecurityPolicy is the sandbox's own security policy
 	// (Spec.SecurityPolicy), set only when the create asked for one.
 	LabelSecurityPolicy = "berth.security-policy"
-	// LabelPoolOwner marks a pooled container with the berth installation
-	// (its state dir) whose pools keep it: a pool manager adopts, refills
-	// from and drains only its own, so two installations, or test runs, on
-	// one engine leave each other's pools alone.
-	LabelPoolOwner = "berth.pool-owner"
 	// LabelLabelKeys lists the caller's label keys (comma-separated), so the
 	// caller's labels can be told from those the image brings.
 	LabelLabelKeys = "berth.label-keys"
@@ -36,7 +31,7 @@ const (
 var reservedLabels = map[string]bool{
 	LabelID: true, LabelName: true, LabelOwner: true, LabelCreatedBy: true,
 	LabelImage: true, LabelRuntimeImage: true, LabelPorts: true, LabelNetwork: true, LabelUserID: true,
-	LabelLabelKeys: true, LabelSecurityPolicy: true, LabelPoolOwner: true,
+	LabelLabelKeys: true, LabelSecurityPolicy: true,
 }
 
 // Security policies of berth serve, from the loosest to the strictest
