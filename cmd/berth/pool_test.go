@@ -86,6 +86,24 @@ func TestPoolCommands(t *testing.T) {
 		t.Errorf("pool ls:\n%s", out)
 	}
 
+	// Another installation on the engine (another state dir) with the same
+	// shape: the pool is not its own to count, claim from or drain.
+	home := os.Getenv("BERTH_STATE_DIR")
+	t.Setenv("BERTH_STATE_DIR", filepath.Join(t.TempDir(), "other-state"))
+	out, _, _ = c.run("pool", "ls", "-o", "json")
+	var other []pool.ShapeStats
+	if err := json.Unmarshal([]byte(out), &other); err != nil || len(other) != 1 || other[0].Ready != 0 {
+		t.Errorf("pool ls of another installation: %v %s", err, out)
+	}
+	if out, errs, code := c.run("pool", "drain"); code != 0 || !strings.Contains(out, "0 pooled sandboxes removed") {
+		t.Errorf("pool drain of another installation: %d %q %s", code, out, errs)
+	}
+	t.Setenv("BERTH_STATE_DIR", home)
+	out, _, _ = c.run("pool", "ls", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &other); err != nil || len(other) != 1 || other[0].Ready != 2 {
+		t.Errorf("after another installation's drain: %v %s", err, out)
+	}
+
 	// berth create claims a pooled sandbox of its shape: the config's spec
 	// and the create's own name, env and labels.
 	var o, e bytes.Buffer
