@@ -10,6 +10,18 @@ import (
 // cannot follow.
 const msgTermEdit = "The line was edited with keys berth cannot follow (Tab completion, history, cursor movement), so what the shell will run is not known; type the command out, or run it through the exec API."
 
+// TerminalRules are rules for lines typed into a terminal, on top of the
+// rules for commands: what changes how the terminal or the shell reads the
+// keys that follow, so that berth could no longer tell what a later line
+// is. (Each exec and session command runs without a terminal: there these
+// programs change nothing that matters.)
+func TerminalRules() []Rule {
+	return []Rule{{
+		ID: "terminal-settings", Level: LevelHigh, Command: []string{"stty", "bind"},
+		Message: "Changes how the terminal or the shell reads keys (erase and kill characters, key bindings), so berth could no longer tell what a later line typed into the terminal is.",
+	}}
+}
+
 // TerminalLine judges a line typed into an interactive shell when Enter is
 // pressed. text is everything typed since the shell last started reading
 // a command (earlier lines of an unfinished one included); unsure says a

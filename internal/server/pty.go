@@ -23,18 +23,20 @@ import (
 // client (a big paste); the agent takes as much.
 const ptyReadLimit = 1 << 20
 
-// ptyDiscard is typed into the shell in place of a refused line's Enter:
-// Ctrl-E (to the end of the line, in line editors) then Ctrl-U (erase to
-// the start; the tty's kill character when nothing edits the line).
-const ptyDiscard = "\x05\x15"
-
 // servePTY serves a sandbox's terminal websocket when a security policy
 // applies: rather than passing the websocket through, the server relays its
-// messages and follows what is typed (internal/termline), so that each line
-// is judged when Enter is pressed, before the Enter reaches the shell. A
-// refused line is erased instead of run; the client is told in the terminal
-// and by a text message {"type":"denied", ...} (client.PTYDenied). Under
-// PolicyConfirm, typing waits while the line waits for approval.
+// messages and judges each line typed when Enter is pressed.
+//
+// Under PolicyDeny and PolicyConfirm the server is the terminal's line
+// editor (termline.Editor): the shell gets nothing of a line until it is
+// judged and allowed, then the line as plain text with its Enter. A refused
+// line never reaches the shell; the client is told in the terminal and by
+// a text message {"type":"denied", ...} (client.PTYDenied). Under confirm,
+// typing waits while the line waits for approval. The shell shows a line
+// when it gets it, so typing is not echoed until Enter.
+//
+// Under PolicyAudit keys pass as typed and the server follows the lines
+// (termline.Line) to record them.
 func (s *Server) servePTY(w http.ResponseWriter, r *http.Request, sb sandbox.Sandbox, ag *agent) {
 	t := tenantOf(r)
 	q := r.URL.Query()
@@ -75,7 +77,8 @@ func (s *Server) servePTY(w http.ResponseWriter, r *http.Request, sb sandbox.San
 			s.done(cmdGuard, exit.ExitCode)
 		}
 	}()
-	in := &ptyInput{s: s, t: t, sb: sb, up: up, down: down}
+	policy := s.policyFor(t, sb)
+	in := &ptyInput{s: s, t: t, sb: sb, up: up, down: down, strict: policy == PolicyDeny || policy == PolicyConfirm}
 	err = in.relay(ctx)
 	if err != nil && ctx.Err() == nil {
 		// The client went away: the agent kills the shell when its
@@ -118,15 +121,21 @@ type ptyInput struct {
 	t        *tenant
 	sb       sandbox.Sandbox
 	up, down *websocket.Conn
+	// strict: the policy may refuse (deny, confirm), so lines reach the
+	// shell only once judged (ed); else (audit) keys pass as typed and
+	// lines are followed (line) to be recorded.
+	strict bool
+	ed     termline.Editor
+	line   termline.Line
 
-	line termline.Line
 	// carry is the earlier lines of a command the shell is still reading
 	// (an open quote, a trailing backslash, a here-document).
 	carry string
 }
 
 // relay reads the client's messages until it goes away: text messages
-// (resize) pass as they are, terminal bytes through the line follower.
+// (resize) pass as they are, terminal bytes through the line editor or
+// follower.
 func (in *ptyInput) relay(ctx context.Context) error {
 	for {
 		typ, data, err := in.down.Read(ctx)
@@ -139,31 +148,67 @@ func (in *ptyInput) relay(ctx context.Context) error {
 			}
 			continue
 		}
-		if err := in.typed(ctx, data); err != nil {
+		if in.strict {
+			err = in.edited(ctx, data)
+		} else {
+			err = in.followed(ctx, data)
+		}
+		if err != nil {
 			return err
 		}
 	}
 }
 
-// typed follows data key by key. Keys go to the agent as they come, but
-// an Enter goes only once its line is allowed.
-func (in *ptyInput) typed(ctx context.Context, data []byte) error {
-	start := 0
-	for i := 0; i < len(data); i++ {
-		switch in.line.Feed(data[i]) {
-		case termline.Cancel:
+// edited takes data key by key into the line editor: the shell gets a
+// line, as plain text with its Enter, only once the line is allowed, and
+// otherwise only Ctrl-C and Ctrl-D on an empty line. What the shell cannot
+// be given (escape sequences, Tab, other control keys) is dropped, so it
+// cannot edit, recall or run a line berth has not judged.
+func (in *ptyInput) edited(ctx context.Context, data []byte) error {
+	for _, c := range data {
+		switch in.ed.Feed(c) {
+		case termline.Pass:
 			in.carry = ""
-		case termline.Enter:
-			if err := in.send(ctx, data[start:i]); err != nil {
+			if err := in.send(ctx, []byte{c}); err != nil {
 				return err
 			}
-			start = i + 1
-			if err := in.enter(ctx, data[i]); err != nil {
+		case termline.Submit:
+			line, overflow := in.ed.Text(), in.ed.Overflow()
+			in.ed.Reset()
+			refused, err := in.enter(ctx, line, overflow)
+			if err != nil {
+				return err
+			}
+			if refused == nil {
+				if err := in.send(ctx, append([]byte(line), c)); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := in.refuse(ctx, refused); err != nil {
 				return err
 			}
 		}
 	}
-	return in.send(ctx, data[start:])
+	return nil
+}
+
+// followed passes data on as typed and follows the lines it makes, to
+// record each when its Enter passes (policy audit: nothing is refused).
+func (in *ptyInput) followed(ctx context.Context, data []byte) error {
+	for _, c := range data {
+		switch in.line.Feed(c) {
+		case termline.Cancel:
+			in.carry = ""
+		case termline.Enter:
+			line, unsure := in.line.Text(), in.line.Unsure()
+			in.line.Reset()
+			if _, err := in.enter(ctx, line, unsure); err != nil {
+				return err
+			}
+		}
+	}
+	return in.send(ctx, data)
 }
 
 func (in *ptyInput) send(ctx context.Context, b []byte) error {
@@ -173,16 +218,16 @@ func (in *ptyInput) send(ctx context.Context, b []byte) error {
 	return in.up.Write(ctx, websocket.MessageBinary, b)
 }
 
-// enter judges the line that key (CR or LF) submits, then types the key
-// or, when the line is refused, erases the line.
-func (in *ptyInput) enter(ctx context.Context, key byte) error {
-	text, unsure := in.carry+in.line.Text(), in.line.Unsure()
-	in.line.Reset()
+// enter judges the line Enter submits, with the earlier lines of a
+// command the shell is still reading; unsure: berth could not follow its
+// edits. It returns the refusal, if the policy refuses it.
+func (in *ptyInput) enter(ctx context.Context, line string, unsure bool) (*client.DeniedError, error) {
+	text := in.carry + line
 	if strings.TrimSpace(text) == "" && !unsure {
 		in.carry = ""
-		return in.send(ctx, []byte{key})
+		return nil, nil
 	}
-	as, incomplete := in.s.analyzer.TerminalLine(text, unsure)
+	as, incomplete := in.s.termAnalyzer.TerminalLine(text, unsure)
 	next := ""
 	if incomplete {
 		next = text + "\n"
@@ -191,19 +236,21 @@ func (in *ptyInput) enter(ctx context.Context, key byte) error {
 		// Nothing runs until the command is finished; its last line
 		// judges it whole.
 		in.carry = next
-		return in.send(ctx, []byte{key})
+		return nil, nil
 	}
 	_, refused := in.s.judge(ctx, in.t, in.sb, act{kind: audit.ActionPTYInput, what: text, as: as})
 	if refused == nil {
 		in.carry = next
-		return in.send(ctx, []byte{key})
 	}
-	// The shell keeps the earlier lines of an unfinished command, so the
-	// carry stays; only this line is erased.
+	// Refused, the line never reached the shell: the carry (lines the
+	// shell holds) stays as it is.
+	return refused, nil
+}
+
+// refuse tells the client that a line was refused: on its screen, and as
+// a text message {"type":"denied", ...}.
+func (in *ptyInput) refuse(ctx context.Context, refused *client.DeniedError) error {
 	in.s.metrics.errors.WithLabelValues(client.CodeDenied).Inc()
-	if err := in.send(ctx, []byte(ptyDiscard)); err != nil {
-		return err
-	}
 	msg, err := json.Marshal(client.PTYDenied{Type: client.PTYDeniedType, DeniedError: *refused})
 	if err != nil {
 		return fmt.Errorf("pty: encode the refusal: %w", err)

@@ -186,27 +186,31 @@ func TestPTYDenyLines(t *testing.T) {
 		ft.waitTyped(t, typed)
 	}
 	step("ls -la\r", "ls -la\r")
-	// The keys reach the shell (it echoes them), the Enter does not: the
-	// line is erased.
-	step("rm -rf /", "rm -rf /")
-	step("\r", ptyDiscard)
+	// Nothing of a refused line reaches the shell, in one piece or many.
+	step("rm -rf /", "")
+	step("\r", "")
 	tm.wantDenied("rm-root")
-	// Typed in pieces, with a backspace, and a line feed for Enter.
-	step("rm -rf /x", "rm -rf /x")
-	step("\x7f\n", "\x7f"+ptyDiscard)
+	step("rm -rf /x\x7f\n", "")
 	tm.wantDenied("rm-root")
-	// Continued over two lines: the first is not a command yet.
+	// Continued over two lines: the first is not a command yet, and
+	// passes; the second makes it one.
 	step("rm -rf \\\r", "rm -rf \\\r")
-	step("/\r", "/"+ptyDiscard)
+	step("/\r", "")
 	tm.wantDenied("rm-root")
-	// Ctrl-C drops the unfinished command; what follows stands alone.
+	// Ctrl-C passes and drops the unfinished command; what follows stands
+	// alone.
 	step("\x03echo /\r", "\x03echo /\r")
-	// Tab completion: berth cannot know the line.
-	step("ls /ho\t\r", "ls /ho\t"+ptyDiscard)
-	tm.wantDenied("terminal-edit")
+	// Keys the shell could edit, recall or run a line with are dropped:
+	// Tab, Ctrl-O (bash runs the line), an escape sequence cut by Enter.
+	step("ls /ho\t\r", "ls /ho\r")
+	step("touch x\x0f\x15", "")
+	step("echo x #\x1b[\r", "echo x #\r")
 	// Several lines in one message: each judged.
-	step("echo a\rsudo rm -rf /\recho b\r", "echo a\rsudo rm -rf /"+ptyDiscard+"echo b\r")
+	step("echo a\rsudo rm -rf /\recho b\r", "echo a\recho b\r")
 	tm.wantDenied("rm-root")
+	// What changes how keys are read is refused in a terminal.
+	step("stty erase Z\r", "")
+	tm.wantDenied("terminal-settings")
 	// A look-alike runs.
 	step("rm -rf ./build\r", "rm -rf ./build\r")
 
@@ -219,7 +223,8 @@ func TestPTYDenyLines(t *testing.T) {
 		got = append(got, string(r.Decision)+":"+r.What)
 	}
 	want := []string{"allowed:ls -la", "denied:rm -rf /", "denied:rm -rf /", "denied:rm -rf \\\n/", "allowed:echo /",
-		"denied:ls /ho", "allowed:echo a", "denied:sudo rm -rf /", "allowed:echo b", "allowed:rm -rf ./build"}
+		"allowed:ls /ho", "allowed:echo x #", "allowed:echo a", "denied:sudo rm -rf /", "allowed:echo b",
+		"denied:stty erase Z", "allowed:rm -rf ./build"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("records\n%q\nwant\n%q", got, want)
 	}
@@ -255,7 +260,12 @@ func TestPTYConfirm(t *testing.T) {
 		t.Fatalf("pending %+v", p)
 	}
 	tm.typeKeys("ls\r") // held behind the pending line
-	ft.waitTyped(t, "rm -rf /")
+	ft.mu.Lock()
+	early := string(ft.typed)
+	ft.mu.Unlock()
+	if early != "" {
+		t.Fatalf("the shell got %q before the approval", early)
+	}
 	if err := ca.Answer(t.Context(), p.ID, true); err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +276,6 @@ func TestPTYConfirm(t *testing.T) {
 	if err := ca.Answer(t.Context(), p.ID, false); err != nil {
 		t.Fatal(err)
 	}
-	ft.waitTyped(t, "rm -rf /\rls\rmkfs.ext4 /dev/sda"+ptyDiscard)
 	select {
 	case d := <-tm.denied:
 		if !strings.Contains(d.Message, "denied by a person") {
@@ -275,6 +284,8 @@ func TestPTYConfirm(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no denied message")
 	}
+	tm.typeKeys("echo z\r")
+	ft.waitTyped(t, "rm -rf /\rls\recho z\r")
 }
 
 // A command run in place of the shell is judged as an exec when the
@@ -314,5 +325,31 @@ func TestPTYCommand(t *testing.T) {
 			t.Fatalf("records %+v", recs)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Under audit the keys pass as typed (editing, completion and history
+// work) and each line is recorded, refused never.
+func TestPTYAuditFollows(t *testing.T) {
+	cfg := twoTenants()
+	cfg.Security = SecurityConfig{Policy: PolicyAudit}
+	h, trail, ft := newPTYHarness(t, cfg)
+	sb := h.create(h.client(aliceToken), client.CreateRequest{})
+	tm := dialTerm(t, h, sb.ID, nil)
+	keys := "ls -la\rrm -rf /\rls /ho\t\r\x1b[A\r"
+	tm.typeKeys(keys)
+	ft.waitTyped(t, keys)
+	var got []string
+	deadline := time.Now().Add(5 * time.Second)
+	for len(got) < 4 && time.Now().Before(deadline) {
+		got = got[:0]
+		for _, r := range records(t, trail, audit.Query{Sandbox: sb.ID}) {
+			got = append(got, string(r.Decision)+":"+r.Level+":"+r.What)
+		}
+		time.Sleep(5 * time.Millisecond) // polling the trail
+	}
+	want := "allowed:LOW:ls -la|audited:HIGH:rm -rf /|audited:HIGH:ls /ho|audited:HIGH:"
+	if strings.Join(got, "|") != want {
+		t.Errorf("records %q, want %q", strings.Join(got, "|"), want)
 	}
 }

@@ -142,10 +142,13 @@ type Server struct {
 	quota   *quota
 	// analyzer judges actions for the security policy; approvals holds
 	// the actions waiting under PolicyConfirm.
-	analyzer  *security.Analyzer
-	approvals *approvals
-	handler   http.Handler
-	mux       *http.ServeMux
+	analyzer *security.Analyzer
+	// termAnalyzer judges lines typed into terminals: analyzer's rules
+	// and security.TerminalRules.
+	termAnalyzer *security.Analyzer
+	approvals    *approvals
+	handler      http.Handler
+	mux          *http.ServeMux
 
 	// streams ends when a shutdown begins: event streams and log follows
 	// close then; execs run on until the shutdown deadline.
@@ -209,6 +212,10 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	term, err := security.New(security.MergeRules(opts.Analyzer.Rules(), security.TerminalRules()))
+	if err != nil {
+		return nil, fmt.Errorf("server: the terminal's rules: %w", err)
+	}
 	s := &Server{
 		opts:    opts,
 		rt:      opts.Runtime,
@@ -219,8 +226,9 @@ func New(opts Options) (*Server, error) {
 		agents:  newAgents(opts.AgentHTTP),
 		quota:   newQuota(),
 
-		analyzer:  opts.Analyzer,
-		approvals: newApprovals(),
+		analyzer:     opts.Analyzer,
+		termAnalyzer: term,
+		approvals:    newApprovals(),
 	}
 	s.agents.onErr = s.writeError
 	s.streams, s.stopStreams = context.WithCancel(context.Background())

@@ -72,8 +72,13 @@ const (
 // Feed takes one typed byte and says what it did.
 func (l *Line) Feed(c byte) Key {
 	if l.esc != escNone {
-		l.escape(c)
-		return Edit
+		if c >= 0x20 {
+			l.escape(c)
+			return Edit
+		}
+		// A control byte ends the sequence (the shell may take it so too)
+		// and is a key of its own.
+		l.esc, l.unsure = escNone, true
 	}
 	switch {
 	case c == keyCR || c == keyLF:
@@ -92,19 +97,9 @@ func (l *Line) Feed(c byte) Key {
 		// unsure line) stays, so an unsure line stays unsure.
 		l.buf = l.buf[:0]
 	case c == keyBackspace || c == keyDel:
-		if len(l.buf) > 0 {
-			_, n := utf8.DecodeLastRune(l.buf)
-			l.buf = l.buf[:len(l.buf)-n]
-		}
+		l.buf = dropRune(l.buf)
 	case c == keyCtrlW:
-		i := len(l.buf)
-		for i > 0 && (l.buf[i-1] == ' ' || l.buf[i-1] == '\t') {
-			i--
-		}
-		for i > 0 && l.buf[i-1] != ' ' && l.buf[i-1] != '\t' {
-			i--
-		}
-		l.buf = l.buf[:i]
+		l.buf = dropWord(l.buf)
 	case c == keyCtrlL:
 		// Redraws the screen; the line is kept.
 	case c == keyEsc:
@@ -169,4 +164,25 @@ func (l *Line) Empty() bool { return len(l.buf) == 0 && !l.unsure }
 func (l *Line) Reset() {
 	l.buf, l.unsure = l.buf[:0], false
 	l.esc, l.seq = escNone, l.seq[:0]
+}
+
+// dropRune erases the last character of b.
+func dropRune(b []byte) []byte {
+	if len(b) == 0 {
+		return b
+	}
+	_, n := utf8.DecodeLastRune(b)
+	return b[:len(b)-n]
+}
+
+// dropWord erases the last word of b and the blanks after it.
+func dropWord(b []byte) []byte {
+	i := len(b)
+	for i > 0 && (b[i-1] == ' ' || b[i-1] == '\t') {
+		i--
+	}
+	for i > 0 && b[i-1] != ' ' && b[i-1] != '\t' {
+		i--
+	}
+	return b[:i]
 }

@@ -1,0 +1,105 @@
+package termline
+
+// An Editor is the line editor of a terminal whose shell must not see a
+// line before it is judged: it keeps what is typed, and a relay sends the
+// line to the shell only once Enter is pressed and the line is allowed.
+// So the shell receives plain text and Enter, nothing it could edit or run
+// the line with on its own: Backspace, Ctrl-U and Ctrl-W edit the line
+// here; Ctrl-C and Ctrl-D (on an empty line) pass; escape sequences (arrow
+// keys, bracketed paste marks), Tab and every other control key are
+// dropped. The zero value is an empty line.
+type Editor struct {
+	buf      []byte
+	overflow bool
+	esc      int
+	seqLen   int
+}
+
+// Action is what a typed byte asks of the relay.
+type Action int
+
+const (
+	// Keep: the byte edited the line, or was dropped; send nothing.
+	Keep Action = iota
+	// Submit: Enter (CR or LF). Judge Text; send it and the Enter key if
+	// it is allowed; then Reset.
+	Submit
+	// Pass: Ctrl-C, or Ctrl-D on an empty line. The line is dropped; send
+	// the key itself.
+	Pass
+)
+
+// Feed takes one typed byte.
+func (e *Editor) Feed(c byte) Action {
+	if e.esc != escNone {
+		if c >= 0x20 {
+			e.escape(c)
+			return Keep
+		}
+		e.esc = escNone // a control byte ends the sequence and is a key of its own
+	}
+	switch {
+	case c == keyCR || c == keyLF:
+		return Submit
+	case c == keyCtrlC:
+		e.Reset()
+		return Pass
+	case c == keyCtrlD:
+		if len(e.buf) == 0 && !e.overflow {
+			return Pass
+		}
+	case c == keyCtrlU:
+		e.buf, e.overflow = e.buf[:0], false
+	case c == keyBackspace || c == keyDel:
+		e.buf = dropRune(e.buf)
+	case c == keyCtrlW:
+		e.buf = dropWord(e.buf)
+	case c == keyEsc:
+		e.esc, e.seqLen = escStart, 0
+	case c < 0x20:
+		// Tab, Ctrl-O, Ctrl-R, Ctrl-V...: dropped.
+	default:
+		if len(e.buf) >= MaxLine {
+			e.overflow = true
+			return Keep
+		}
+		e.buf = append(e.buf, c)
+	}
+	return Keep
+}
+
+// escape drops the bytes of an escape sequence: CSI (ESC [ ... final),
+// SS3 (ESC O x) or a Meta key (ESC x).
+func (e *Editor) escape(c byte) {
+	e.seqLen++
+	switch e.esc {
+	case escStart:
+		switch c {
+		case '[':
+			e.esc = escCSI
+		case 'O':
+			e.esc = escSS3
+		default:
+			e.esc = escNone
+		}
+	case escSS3:
+		e.esc = escNone
+	case escCSI:
+		if c >= 0x40 && c <= 0x7e || e.seqLen > 32 {
+			e.esc = escNone
+		}
+	}
+}
+
+// Text is the line typed so far.
+func (e *Editor) Text() string { return string(e.buf) }
+
+// Overflow reports whether the line outgrew MaxLine: text was dropped, so
+// Text is not what was typed.
+func (e *Editor) Overflow() bool { return e.overflow }
+
+// Reset starts a new line.
+func (e *Editor) Reset() {
+	e.buf, e.overflow = e.buf[:0], false
+	e.esc, e.seqLen = escNone, 0
+}
