@@ -158,10 +158,15 @@ func (u *userThreads) run(fn func() error) error {
 	return r.err
 }
 
-// close ends the threads once their jobs are done; later calls wait for
-// the same.
-func (u *userThreads) close() {
+// stop tells the threads to end once their jobs are done (a job streaming
+// to a slow client lasts as long as its request), and refuses new jobs.
+func (u *userThreads) stopAll() {
 	u.stopOnce.Do(func() { close(u.stop) })
+}
+
+// close stops the threads and waits for them.
+func (u *userThreads) close() {
+	u.stopAll()
 	u.wg.Wait()
 }
 

@@ -156,15 +156,22 @@ func waitPidfd(pid int) bool {
 	if err != nil {
 		return false
 	}
+	var werr error
 	err = rc.Read(func(fd uintptr) bool {
-		// WNOWAIT: look, do not reap; WNOHANG: the poller waits, not us.
-		var info unix.Siginfo
-		if err := unix.Waitid(unix.P_PIDFD, int(fd), &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil); err != nil {
-			return !errors.Is(err, unix.EINTR) // ECHILD and the like: nothing left to wait for
+		for {
+			// WNOWAIT: look, do not reap; WNOHANG: the poller waits, not us.
+			var info unix.Siginfo
+			werr = unix.Waitid(unix.P_PIDFD, int(fd), &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+			if errors.Is(werr, unix.EINTR) {
+				continue
+			}
+			return werr != nil || info.Signo != 0 // zero: it has not exited yet
 		}
-		return info.Signo != 0 // zero: it has not exited yet
 	})
-	return err == nil
+	// ECHILD: it was reaped, nothing to wait for. Another error (no
+	// P_PIDFD in this kernel or sandbox runtime): the caller waits the
+	// blocking way.
+	return err == nil && (werr == nil || errors.Is(werr, unix.ECHILD))
 }
 
 // killGroup sends sig to the process's whole group. After reap it does

@@ -133,7 +133,9 @@ func (s *Server) Close() {
 	s.sessions.close()
 	s.bg.close()
 	if s.users != nil {
-		s.users.close()
+		// Not waited for: a job may stream to a client until the HTTP
+		// server's shutdown ends its request.
+		s.users.stopAll()
 	}
 }
 
