@@ -129,7 +129,7 @@ func (s *Server) writeFile(body *bodyReader, req writeRequest) (agentapi.FileInf
 		e      *apiError
 	)
 	err := s.asUser(func() error {
-		target, old, tmp, e = s.prepareWrite(body, req)
+		target, old, tmp, e = s.prepareWrite(req)
 		return nil
 	})
 	if err != nil {
@@ -141,6 +141,14 @@ func (s *Server) writeFile(body *bodyReader, req writeRequest) (agentapi.FileInf
 	cleanup := func() {
 		tmp.Close()
 		_ = s.asUser(func() error { return os.Remove(tmp.Name()) })
+	}
+	// The body is copied here, not on a thread acting as the user: the
+	// descriptor is open already, and a slow client must not hold one of
+	// those few threads.
+	buf := make([]byte, writeBuf)
+	if _, err := io.CopyBuffer(writerOnly{tmp}, body, buf); err != nil {
+		cleanup()
+		return agentapi.FileInfo{}, false, s.copyError(body, target, err)
 	}
 	// As the agent: give an existing file's owner back, then set the mode
 	// (chown clears setuid and setgid bits), on the descriptor.
@@ -187,9 +195,9 @@ func (s *Server) writeFile(body *bodyReader, req writeRequest) (agentapi.FileInf
 	return info, old == nil, nil
 }
 
-// prepareWrite, as the user, finds the target, checks it, and writes the
-// body into a temporary file next to it.
-func (s *Server) prepareWrite(body *bodyReader, req writeRequest) (string, fs.FileInfo, *os.File, *apiError) {
+// prepareWrite, as the user, finds the target, checks it, and makes the
+// temporary file next to it that the body goes into.
+func (s *Server) prepareWrite(req writeRequest) (string, fs.FileInfo, *os.File, *apiError) {
 	target, err := finalTarget(req.path)
 	if err != nil {
 		return "", nil, nil, s.fsError("write", req.path, err)
@@ -238,12 +246,6 @@ func (s *Server) prepareWrite(body *bodyReader, req writeRequest) (string, fs.Fi
 			e.Body.Message += fmt.Sprintf(": an atomic write creates a new file in %s (append=1 writes in place)", filepath.Dir(target))
 		}
 		return "", nil, nil, e
-	}
-	buf := make([]byte, writeBuf)
-	if _, err := io.CopyBuffer(writerOnly{tmp}, body, buf); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return "", nil, nil, s.copyError(body, target, err)
 	}
 	return target, old, tmp, nil
 }
