@@ -32,6 +32,9 @@ const (
 	ActionFileMove   Action = "file_move"
 	ActionFileRemove Action = "file_remove"
 	ActionPTYInput   Action = "pty_input"
+	// ActionEnv sets the environment of every later command of a sandbox
+	// (the agent's POST /api/v1/meta).
+	ActionEnv Action = "env"
 )
 
 // Decision is what the policy decided.

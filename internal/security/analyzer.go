@@ -11,8 +11,13 @@ type Finding struct {
 	Level   Level  `json:"level"`
 	Message string `json:"message"`
 	// Command is the simple command (or file operation) that matched, as
-	// text: for sh -c '...' it is the inner command.
+	// text: for sh -c '...' it is the inner command. For an environment
+	// rule it is NAME=VALUE.
 	Command string `json:"command"`
+	// Env is the environment variable the finding comes from (Env): the
+	// variable an environment rule matched, or the one whose value holds
+	// the command that matched. Empty for Command, Argv and File.
+	Env string `json:"env,omitempty"`
 }
 
 // An Assessment is the verdict on one command: Level is the highest level
@@ -29,6 +34,9 @@ type Analyzer struct {
 	byCmd  map[string][]*compiled // rules whose commands are all literal names
 	others []*compiled            // rules with a glob command or none
 
+	envByName map[string][]*compiled // environment rules whose names are all literal
+	envOthers []*compiled            // environment rules with a glob name
+
 	parsers sync.Pool // of *syntax.Parser, which are costly to make
 }
 
@@ -40,13 +48,17 @@ func New(rules []Rule) (*Analyzer, error) {
 	if err := checkUnique(rules); err != nil {
 		return nil, err
 	}
-	a := &Analyzer{byCmd: make(map[string][]*compiled)}
+	a := &Analyzer{byCmd: make(map[string][]*compiled), envByName: make(map[string][]*compiled)}
 	for i, r := range rules {
 		c, err := compileRule(i, r)
 		if err != nil {
 			return nil, err
 		}
 		a.rules = append(a.rules, c)
+		if len(r.Env) > 0 {
+			a.indexEnv(c)
+			continue
+		}
 		literal := len(r.Command) > 0
 		for _, name := range r.Command {
 			if hasMeta(name) {

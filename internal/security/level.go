@@ -1,5 +1,6 @@
-// Package security judges the risk of the shell commands and file operations
-// that an AI agent asks a berth sandbox to run.
+// Package security judges the risk of the shell commands, file operations
+// and environment variables that an AI agent asks a berth sandbox to run or
+// set.
 //
 // The analyzer parses shell with mvdan.cc/sh/v3/syntax (bash dialect) and
 // walks the syntax tree, so a dangerous command is found wherever it sits:
@@ -7,6 +8,9 @@
 // sudo, env, timeout, xargs or find -exec, inside sh -c and eval strings, or
 // behind variables assigned earlier in the same command line. Rules are data:
 // a built-in set (DefaultRules) plus user rules loaded from TOML (LoadRules).
+// Env judges an environment: variables that load code (LD_PRELOAD,
+// BASH_ENV) by rule, and the code that PROMPT_COMMAND, exported functions
+// and prompts run as commands.
 //
 // The analysis is static and advisory: it sees the command text, not what a
 // script written to disk or a downloaded program will later do. See

@@ -111,10 +111,12 @@ func (r *run) simple(c call, st *state, cx ctx, depth int) {
 	}
 }
 
-// Bounds of a word scan: candidate commands per piece, words per command.
+// Bounds of a word scan: candidate commands per piece, words per command
+// (per piece, for the command that starts the piece).
 const (
 	maxScanStarts = 32
 	maxScanArgs   = 64
+	maxScanArgv   = 256
 )
 
 // wordScan judges argv, from each word that names a program some rule is

@@ -18,49 +18,26 @@ const (
 	maxText    = 300       // bytes of command text kept in a finding
 )
 
-// The messages of the analyzer's own findings.
+// maxScanned bounds the text word-scanned for one input that is too long
+// to parse (half the largest request berth serve reads).
+const maxScanned = 512 << 10
+
+// The messages of the analyzer's own findings. What berth could not
+// analyze it cannot vouch for: too-long, too-deep and too-complex are HIGH,
+// so that a deny policy refuses them (unparsable text is MEDIUM: its word
+// scan covers all of it).
 const (
 	msgUnparsable = "The command is not valid bash, so it could not be analyzed properly; it was scanned word by word instead and may hide more than was found. Parse error: "
-	msgTooLong    = "The command is longer than 64 KiB; only its start was scanned, word by word."
-	msgTooDeep    = "The command nests sh -c, eval, wrappers or subshells too deeply to follow; the innermost part was not analyzed."
-	msgTooComplex = "The command has too many parts to analyze within the time bound; the rest was not analyzed."
+	msgTooLong    = "The command is longer than 64 KiB, too long to analyze: it was only scanned word by word (up to 512 KiB), which can miss what it does. berth cannot tell what it did not analyze, so under deny it is refused; write big files with the files API, not through a command."
+	msgTooDeep    = "The command nests sh -c, eval, wrappers or subshells too deeply to follow: the innermost part was only scanned word by word. berth cannot tell what it did not analyze, so under deny it is refused."
+	msgTooComplex = "The command has too many parts to analyze within the time bound: the rest was not analyzed. berth cannot tell what it did not analyze, so under deny it is refused; split the command, or write scripts with the files API."
 )
 
 // script parses src as bash and judges every command in it. st is the
 // shell state it runs in (shared for eval, forked for sh -c).
 func (r *run) script(src string, st *state, depth int) {
-	if r.stopped {
+	if !r.admit(src, depth) {
 		return
-	}
-	if depth > maxDepth {
-		r.internal(idTooDeep, msgTooDeep, src)
-		r.scan(src[:min(len(src), maxInput)], depth, true)
-		return
-	}
-	if len(src) > maxInput {
-		r.internal(idTooLong, msgTooLong, src)
-		r.scan(src[:maxInput], depth, false)
-		return
-	}
-	if bracketDepth(src) > maxNest {
-		// The parser's time grows faster than linearly with nesting; no
-		// real command nests this deep.
-		r.internal(idTooDeep, msgTooDeep, src)
-		r.scan(src, depth, false)
-		return
-	}
-	r.parsed += len(src)
-	if r.parsed > maxParsed {
-		r.internal(idTooComplex, msgTooComplex, src)
-		r.stopped = true
-		return
-	}
-	if r.parser == nil {
-		if p, ok := r.a.parsers.Get().(*syntax.Parser); ok {
-			r.parser = p
-		} else {
-			r.parser = syntax.NewParser(syntax.Variant(syntax.LangBash))
-		}
 	}
 	f, err := r.parser.Parse(strings.NewReader(src), "")
 	if err != nil {
@@ -70,6 +47,68 @@ func (r *run) script(src string, st *state, depth int) {
 	}
 	fr := &frame{src: src, depth: depth}
 	r.stmts(fr, f.Stmts, st, ctx{})
+}
+
+// admit checks the bounds before src is parsed, and readies the parser.
+// False: src is not to be parsed, because the run is stopped or src was
+// too deep, too long or too complex (reported, and word-scanned).
+func (r *run) admit(src string, depth int) bool {
+	if r.stopped {
+		return false
+	}
+	if depth > maxDepth {
+		r.internal(idTooDeep, msgTooDeep, src)
+		r.scanLong(src, depth, true)
+		return false
+	}
+	if len(src) > maxInput {
+		r.internal(idTooLong, msgTooLong, src)
+		r.scanLong(src, depth, false)
+		return false
+	}
+	if bracketDepth(src) > maxNest {
+		// The parser's time grows faster than linearly with nesting; no
+		// real command nests this deep.
+		r.internal(idTooDeep, msgTooDeep, src)
+		r.scan(src, depth, false)
+		return false
+	}
+	r.parsed += len(src)
+	if r.parsed > maxParsed {
+		r.internal(idTooComplex, msgTooComplex, src)
+		r.stopped = true
+		return false
+	}
+	if r.parser == nil {
+		if p, ok := r.a.parsers.Get().(*syntax.Parser); ok {
+			r.parser = p
+		} else {
+			r.parser = syntax.NewParser(syntax.Variant(syntax.LangBash))
+		}
+	}
+	return true
+}
+
+// scanLong word-scans src, which may be longer than maxInput, in chunks of
+// at most maxInput bytes (each cut after a line or command separator, or a
+// blank, when there is one in its second half), up to maxScanned bytes and
+// as long as the run's bounds allow: so that a command placed past the
+// first 64 KiB is still found.
+func (r *run) scanLong(src string, depth int, flat bool) {
+	src = src[:min(len(src), maxScanned)]
+	for src != "" && !r.stopped {
+		n := len(src)
+		if n > maxInput {
+			n = maxInput
+			if i := strings.LastIndexAny(src[:n], "\n;&|"); i >= maxInput/2 {
+				n = i + 1
+			} else if i := strings.LastIndexAny(src[:n], " \t"); i >= maxInput/2 {
+				n = i + 1
+			}
+		}
+		r.scan(src[:n], depth, flat)
+		src = src[n:]
+	}
 }
 
 // release returns the run's parser to the analyzer's pool.
@@ -114,7 +153,9 @@ func (r *run) scan(src string, depth int, flat bool) {
 	for i, p := range pieces {
 		var redir *[]string // the next word is a redirection target
 		for _, f := range strings.Fields(p.text) {
-			f = home.Replace(f)
+			if strings.Contains(f, "$") {
+				f = home.Replace(f)
+			}
 			f = strings.Map(func(c rune) rune {
 				if c == '\'' || c == '"' || c == '\\' {
 					return -1
@@ -162,7 +203,9 @@ func (r *run) scan(src string, depth int, flat bool) {
 		if r.stopped {
 			return
 		}
-		c := call{argv: w.argv, writes: w.writes, reads: w.reads, text: text}
+		// A piece judged as one command keeps its first words only: a
+		// later program name starts a command of its own (wordScan).
+		c := call{argv: w.argv[:min(len(w.argv), maxScanArgv)], writes: w.writes, reads: w.reads, text: text}
 		if flat {
 			c.argv = nil
 			r.simple(c, newState(), cx, 0)

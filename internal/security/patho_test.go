@@ -35,6 +35,12 @@ func pathological() map[string]string {
 		"too-long":        strings.Repeat("ls; ", 20000),
 		"case-nest":       strings.Repeat("case x in y) ", 2000) + "z" + strings.Repeat(";; esac", 2000),
 		"xargs-find":      strings.Repeat("find / | xargs ", 3000) + "rm -rf",
+		// Too long: word-scanned in chunks up to 1 MiB.
+		"long-assigns": strings.Repeat("x=1\n", 1<<18) + "rm -rf /",
+		"long-words":   strings.Repeat("rm ", 1<<20),
+		"long-pipes":   strings.Repeat("a|", 2<<20),
+		"long-quotes":  strings.Repeat(`"'\`, 1<<20),
+		"long-deep":    strings.Repeat("eval ", maxDepth+2) + strings.Repeat("sudo -u x ", 1<<17),
 	}
 }
 

@@ -49,6 +49,15 @@ type Rule struct {
 	// Shape: a structural pattern; the only one is "fork-bomb" (a function
 	// that runs itself in a pipe or in the background).
 	Shape string `toml:"shape" json:"shape,omitempty"`
+
+	// Env makes the rule an environment rule, judged by Analyzer.Env
+	// rather than against commands: globs matched against the name of
+	// each variable set ("LD_PRELOAD", "BASH_FUNC_*"). It cannot be
+	// combined with the command matchers above.
+	Env []string `toml:"env" json:"env,omitempty"`
+	// Value (only with Env): globs of which one must match the variable's
+	// value, where `*` matches anything ("*$(*").
+	Value []string `toml:"value" json:"value,omitempty"`
 }
 
 // Shapes that a rule may name.
@@ -110,13 +119,21 @@ func compileRule(i int, r Rule) (*compiled, error) {
 	if strings.TrimSpace(r.Message) == "" {
 		return nil, ruleError(i, r.ID, "message", "missing")
 	}
-	if len(r.Command)+len(r.Subcommand)+len(r.Flags)+len(r.Args)+len(r.Paths)+len(r.Writes)+len(r.PipeTo) == 0 && r.Shape == "" {
-		return nil, ruleError(i, r.ID, "", "no matcher: set at least one of command, subcommand, flags, args, paths, writes, pipe_to or shape")
+	cmdMatchers := len(r.Command)+len(r.Subcommand)+len(r.Flags)+len(r.Args)+len(r.Paths)+len(r.Writes)+len(r.PipeTo) > 0 || r.Shape != ""
+	switch {
+	case len(r.Env) > 0 && cmdMatchers:
+		return nil, ruleError(i, r.ID, "env", "an environment rule matches variables, not commands: "+
+			"leave out command, subcommand, flags, args, paths, writes, pipe_to and shape (make two rules)")
+	case len(r.Value) > 0 && len(r.Env) == 0:
+		return nil, ruleError(i, r.ID, "value", "only with env (the names of the variables whose value it matches)")
+	case !cmdMatchers && len(r.Env) == 0:
+		return nil, ruleError(i, r.ID, "", "no matcher: set at least one of command, subcommand, flags, args, paths, writes, pipe_to, shape or env")
 	}
 	globs := []struct {
 		field string
 		list  []string
-	}{{"command", r.Command}, {"subcommand", r.Subcommand}, {"flags", r.Flags}, {"args", r.Args}, {"pipe_to", r.PipeTo}}
+	}{{"command", r.Command}, {"subcommand", r.Subcommand}, {"flags", r.Flags}, {"args", r.Args}, {"pipe_to", r.PipeTo},
+		{"env", r.Env}, {"value", r.Value}}
 	for _, g := range globs {
 		for _, p := range g.list {
 			if err := checkGlob(p); err != nil {
@@ -127,6 +144,9 @@ func compileRule(i int, r Rule) (*compiled, error) {
 			}
 			if g.field == "flags" && !strings.HasPrefix(p, "-") && !strings.HasPrefix(p, "+") {
 				return nil, ruleError(i, r.ID, g.field, "%q: a flag starts with '-' or '+'", p)
+			}
+			if g.field == "env" && strings.ContainsAny(p, "=\x00") {
+				return nil, ruleError(i, r.ID, g.field, "%q: give a variable's name, without '='", p)
 			}
 		}
 	}
@@ -177,7 +197,7 @@ func MergeRules(base, extra []Rule) []Rule {
 }
 
 // ruleFields are the keys a [[rule]] table may have.
-const ruleFields = "id, level, message, command, subcommand, flags, args, paths, writes, pipe_to, shape"
+const ruleFields = "id, level, message, command, subcommand, flags, args, paths, writes, pipe_to, shape, env, value"
 
 // LoadRules reads rules from TOML, one [[rule]] table each:
 //
@@ -262,6 +282,10 @@ func decodeRule(i int, t map[string]any) (Rule, error) {
 			r.Writes, err = tomlList(v)
 		case "pipe_to":
 			r.PipeTo, err = tomlList(v)
+		case "env":
+			r.Env, err = tomlList(v)
+		case "value":
+			r.Value, err = tomlList(v)
 		default:
 			return r, ruleError(i, id, k, "unknown field (known: %s)", ruleFields)
 		}

@@ -15,6 +15,7 @@ type run struct {
 	parsed   int  // bytes parsed
 	stopped  bool // a bound was hit: stop
 	parser   *syntax.Parser
+	env      string // the environment variable being judged (Env), if any
 }
 
 func (a *Analyzer) newRun() *run { return &run{a: a} }
@@ -67,7 +68,7 @@ func (r *run) add(id string, level Level, msg, text string) {
 		text = text[:cut] + "…"
 	}
 	text = strings.ReplaceAll(text, hole, "…")
-	key := id + "\x00" + text
+	key := id + "\x00" + r.env + "\x00" + text
 	if _, ok := r.seen[key]; ok {
 		return
 	}
@@ -75,12 +76,18 @@ func (r *run) add(id string, level Level, msg, text string) {
 		r.seen = make(map[string]struct{})
 	}
 	r.seen[key] = struct{}{}
-	r.findings = append(r.findings, Finding{RuleID: id, Level: level, Message: msg, Command: text})
+	r.findings = append(r.findings, Finding{RuleID: id, Level: level, Message: msg, Command: text, Env: r.env})
 }
 
-// internal records one of the analyzer's own MEDIUM findings.
+// internal records one of the analyzer's own findings: MEDIUM for
+// unparsable text (its word scan covers all of it), HIGH for what was
+// left unanalyzed (too-long, too-deep, too-complex).
 func (r *run) internal(id, msg, text string) {
-	r.add(id, LevelMedium, msg, text)
+	level := LevelHigh
+	if id == idUnparsable {
+		level = LevelMedium
+	}
+	r.add(id, level, msg, text)
 }
 
 // spend counts one simple command against the bound.
@@ -195,7 +202,9 @@ func (st *state) heredoc(x *syntax.Redirect) string {
 
 func (r *run) stmt(fr *frame, s *syntax.Stmt, st *state, cx ctx) {
 	if cx.nest >= maxNest {
-		r.internal(idTooDeep, msgTooDeep, span(fr, s))
+		text := span(fr, s)
+		r.internal(idTooDeep, msgTooDeep, text)
+		r.scan(text, fr.depth, true)
 		return
 	}
 	cx.nest++

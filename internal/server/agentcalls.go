@@ -24,7 +24,9 @@ import (
 //     passes for its exit event, whose exit_code completes the record. A
 //     session command still running when the call returns ("running":
 //     true) has no exit yet: nothing more is recorded.
-//   - file write, move and removal: exit code 0 once the agent answered 2xx.
+//   - file write, move and removal, a session started with an environment,
+//     the sandbox's environment set (meta): exit code 0 once the agent
+//     answered 2xx.
 //   - background process: the agent answers at once with the started
 //     process; a goroutine then waits for its exit (followProcess).
 //   - any of them answered with a non-2xx status: that status.
@@ -56,13 +58,15 @@ const (
 // answer. finish completes what the answer's end alone tells.
 type callWatch struct {
 	http.ResponseWriter
-	s      *Server
-	g      *guarded
-	sb     sandbox.Sandbox
-	ag     *agent
-	kind   audit.Action
-	status int  // the answer's, once known
-	done   bool // the record is completed (or will be, by a follower)
+	s    *Server
+	g    *guarded
+	sb   sandbox.Sandbox
+	ag   *agent
+	kind audit.Action
+	// answerEnds: a 2xx answer ends the action (act.answerEnds).
+	answerEnds bool
+	status     int  // the answer's, once known
+	done       bool // the record is completed (or will be, by a follower)
 
 	// Exec and session streams: the line being read, and whether it is
 	// too long to be an exit event.
@@ -76,10 +80,10 @@ type callWatch struct {
 	length   int64
 }
 
-// watchCall wraps w for the allowed action g (of kind) in sb; finish must
-// be called once the proxy returned.
-func (s *Server) watchCall(w http.ResponseWriter, sb sandbox.Sandbox, ag *agent, kind audit.Action, g *guarded) *callWatch {
-	return &callWatch{ResponseWriter: w, s: s, g: g, sb: sb, ag: ag, kind: kind, done: g == nil}
+// watchCall wraps w for the allowed action g (a) in sb; finish must be
+// called once the proxy returned.
+func (s *Server) watchCall(w http.ResponseWriter, sb sandbox.Sandbox, ag *agent, a act, g *guarded) *callWatch {
+	return &callWatch{ResponseWriter: w, s: s, g: g, sb: sb, ag: ag, kind: a.kind, answerEnds: a.answerEnds, done: g == nil}
 }
 
 func (c *callWatch) WriteHeader(code int) {
@@ -101,7 +105,7 @@ func (c *callWatch) answered(code int) {
 	case c.done:
 	case code < 200 || code >= 300:
 		c.complete(audit.Record{Status: code})
-	case c.kind == audit.ActionFileWrite || c.kind == audit.ActionFileMove || c.kind == audit.ActionFileRemove:
+	case c.answerEnds:
 		c.exit(0)
 	}
 }
@@ -203,7 +207,7 @@ func (c *callWatch) follow() {
 // abort unwinds.
 func (c *callWatch) finish() {
 	switch {
-	case c.done || c.status < 200 || c.status >= 300:
+	case c.done || c.status < 200 || c.status >= 300 || c.answerEnds:
 	case c.kind == audit.ActionExec || c.kind == audit.ActionSession:
 		if !c.skipping && len(c.line) > 0 {
 			c.event(c.line)

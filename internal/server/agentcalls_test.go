@@ -354,7 +354,7 @@ func TestCallWatchScan(t *testing.T) {
 	if refused != nil || g == nil {
 		t.Fatalf("judge: %+v %+v", g, refused)
 	}
-	cw := h.srv.watchCall(nil, sandbox.Sandbox{ID: "sb"}, nil, audit.ActionExec, g)
+	cw := h.srv.watchCall(nil, sandbox.Sandbox{ID: "sb"}, nil, act{kind: audit.ActionExec}, g)
 	var all []byte
 	for _, ev := range []agentapi.ExecEvent{{Type: agentapi.EventStart, PID: 1},
 		{Type: agentapi.EventStdout, Data: []byte(strings.Repeat("y", maxEventLine))}, {Type: agentapi.EventExit, ExitCode: 4}} {
@@ -378,7 +378,7 @@ func TestCallWatchScan(t *testing.T) {
 		t.Fatalf("records %+v", recs)
 	}
 	// A session command still running has no exit yet.
-	cw = h.srv.watchCall(nil, sandbox.Sandbox{}, nil, audit.ActionSession, g)
+	cw = h.srv.watchCall(nil, sandbox.Sandbox{}, nil, act{kind: audit.ActionSession}, g)
 	cw.scan([]byte(`{"type":"exit","running":true}` + "\n"))
 	if cw.done {
 		t.Fatal("a running session command counted as exited")

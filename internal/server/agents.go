@@ -206,7 +206,7 @@ func (s *Server) handleAgent(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			// The answer tells how the action ended: its record says so.
-			cw := s.watchCall(w, sb, ag, a.kind, g)
+			cw := s.watchCall(w, sb, ag, a, g)
 			defer cw.finish()
 			w = cw
 		}

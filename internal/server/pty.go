@@ -41,14 +41,25 @@ func (s *Server) servePTY(w http.ResponseWriter, r *http.Request, sb sandbox.San
 	t := tenantOf(r)
 	q := r.URL.Query()
 	q.Del(agentapi.QueryKey)
-	// A command run in place of the shell is judged as an exec.
+	// A command run in place of the shell is judged as an exec, with the
+	// terminal's env; env alone (for the shell) as an env action.
+	env := map[string]string{}
+	for _, kv := range q[agentapi.PTYQueryEnv] {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
 	var cmdGuard *guarded
 	if cmd := q.Get(agentapi.PTYQueryCmd); cmd != "" {
-		g, ok := s.guard(w, r, sb, s.judgeCommand(audit.ActionExec, cmd, nil))
+		g, ok := s.guard(w, r, sb, s.judgeCommandEnv(audit.ActionExec, cmd, nil, env))
 		if !ok {
 			return
 		}
 		cmdGuard = g
+	} else if len(env) > 0 {
+		if _, ok := s.guard(w, r, sb, s.judgeEnv(env)); !ok {
+			return
+		}
 	}
 	up, err := ag.client.DialPTYSocket(r.Context(), q)
 	if err != nil {

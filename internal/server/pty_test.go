@@ -353,3 +353,45 @@ func TestPTYAuditFollows(t *testing.T) {
 		t.Errorf("records %q, want %q", strings.Join(got, "|"), want)
 	}
 }
+
+// A terminal's env is judged when it opens, with its cmd or alone, and a
+// create's env before the sandbox is made: refused, nothing is asked of
+// the agent or the runtime.
+func TestPTYAndCreateEnv(t *testing.T) {
+	h, trail, ft := newPTYHarness(t, denyCfg())
+	sb := h.create(h.client(aliceToken), client.CreateRequest{})
+	ag := h.client(aliceToken).Agent(sb.ID)
+	for _, q := range []map[string][]string{
+		{agentapi.PTYQueryCmd: {"top"}, agentapi.PTYQueryEnv: {"PROMPT_COMMAND=rm -rf /"}},
+		{agentapi.PTYQueryEnv: {"LANG=C", "LD_PRELOAD=/tmp/x.so"}},
+	} {
+		if _, err := ag.DialPTYSocket(t.Context(), q); err == nil || !strings.Contains(err.Error(), "refused by the security policy") {
+			t.Errorf("terminal with %v: %v, want a refusal", q, err)
+		}
+	}
+	ft.mu.Lock()
+	q := ft.query
+	ft.mu.Unlock()
+	if q != "" {
+		t.Fatalf("the agent was asked for a terminal: %q", q)
+	}
+	resp, out := h.do("POST", client.PathSandboxes, aliceToken, `{"env":{"BASH_ENV":"/tmp/evil.sh"}}`)
+	wantDenied(t, resp, out, "env-shell-startup")
+	list, err := h.client(aliceToken).List(t.Context(), client.ListOptions{})
+	if err != nil || len(list.Items) != 1 {
+		t.Fatalf("after a refused create: %+v, %v", list, err)
+	}
+	var kinds []string
+	for _, r := range records(t, trail, audit.Query{}) {
+		kinds = append(kinds, string(r.Action)+":"+string(r.Decision))
+	}
+	if got := strings.Join(kinds, ","); got != "exec:denied,env:denied,env:denied" {
+		t.Errorf("records %s", got)
+	}
+	// A harmless env passes.
+	ws, err := ag.DialPTYSocket(t.Context(), map[string][]string{agentapi.PTYQueryEnv: {"LANG=C"}})
+	if err != nil {
+		t.Fatalf("terminal with LANG: %v", err)
+	}
+	_ = ws.Close(websocket.StatusNormalClosure, "")
+}

@@ -107,6 +107,13 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	// The caller's env reaches every command the sandbox will run: it is
+	// judged as an env action (the record names no sandbox yet).
+	if pending := (sandbox.Sandbox{SecurityPolicy: spec.SecurityPolicy}); len(req.Env) > 0 && s.policyFor(t, pending) != PolicyOff {
+		if _, ok := s.guard(w, r, pending, s.judgeEnv(req.Env)); !ok {
+			return
+		}
+	}
 	res, err := s.quota.reserve(s.view, t, spec.Limits.Memory)
 	if err != nil {
 		s.writeError(w, r, err)

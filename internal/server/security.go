@@ -10,9 +10,11 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/berth-dev/berth/internal/agentapi"
 	"github.com/berth-dev/berth/internal/audit"
@@ -132,6 +134,10 @@ type act struct {
 	kind audit.Action
 	what string
 	as   security.Assessment
+	// answerEnds: the agent's answer ends the action (a file operation, a
+	// session started, an environment set); a 2xx completes its record
+	// with exit code 0.
+	answerEnds bool
 }
 
 // guarded is an action that was allowed, to complete its record with.
@@ -262,9 +268,81 @@ func (s *Server) judgeCommand(kind audit.Action, command string, argv []string) 
 	return act{kind: kind, what: agentapi.ShellJoin(argv), as: s.analyzer.Argv(argv)}
 }
 
+// judgeCommandEnv judges an exec that adds env to the command's
+// environment: the command and the environment together (the findings of
+// both, the higher level). The record's what is the command preceded by
+// the variables that matched a rule, as NAME=VALUE (the others are left
+// out: environments carry secrets).
+func (s *Server) judgeCommandEnv(kind audit.Action, command string, argv []string, env map[string]string) act {
+	a := s.judgeCommand(kind, command, argv)
+	if len(env) == 0 {
+		return a
+	}
+	es := s.analyzer.Env(env)
+	a.as.Findings = append(a.as.Findings, es.Findings...)
+	a.as.Level = max(a.as.Level, es.Level)
+	if w := envWhat(env, es, false); w != "" {
+		a.what = w + " " + a.what
+	}
+	return a
+}
+
+// judgeEnv judges the environment set for every later command of a
+// sandbox (POST /api/v1/meta). The record's what names every variable,
+// with the value of those that matched a rule.
+func (s *Server) judgeEnv(env map[string]string) act {
+	es := s.analyzer.Env(env)
+	return act{kind: audit.ActionEnv, what: envWhat(env, es, true), as: es, answerEnds: true}
+}
+
+// maxEnvValue is how much of a variable's value a record shows.
+const maxEnvValue = 100
+
+// envWhat shows the variables of env that a finding of as names, as
+// NAME=VALUE (the value shell-quoted, cut at maxEnvValue bytes), in the
+// order of their names; with all, the others too, as NAME=… (their values
+// are not recorded: environments carry tokens and passwords).
+func envWhat(env map[string]string, as security.Assessment, all bool) string {
+	matched := make(map[string]bool, len(as.Findings))
+	for _, f := range as.Findings {
+		if f.Env != "" {
+			matched[f.Env] = true
+		}
+	}
+	names := make([]string, 0, len(env))
+	for name := range env {
+		if all || matched[name] {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	parts := make([]string, 0, len(names))
+	for _, name := range names {
+		if !matched[name] {
+			parts = append(parts, name+"=…")
+			continue
+		}
+		v := env[name]
+		cut := len(v) > maxEnvValue
+		if cut {
+			n := maxEnvValue
+			for n > 0 && !utf8.RuneStart(v[n]) {
+				n--
+			}
+			v = v[:n]
+		}
+		v = agentapi.ShellQuote(v)
+		if cut {
+			v += "…"
+		}
+		parts = append(parts, name+"="+v)
+	}
+	return strings.Join(parts, " ")
+}
+
 // judgeFile judges a files API operation on paths (from and to, for a move).
 func (s *Server) judgeFile(kind audit.Action, op security.FileOp, paths ...string) act {
-	a := act{kind: kind, what: strings.Join(paths, " -> ")}
+	a := act{kind: kind, what: strings.Join(paths, " -> "), answerEnds: true}
 	for _, p := range paths {
 		as := s.analyzer.File(op, p)
 		a.as.Findings = append(a.as.Findings, as.Findings...)
@@ -273,9 +351,20 @@ func (s *Server) judgeFile(kind audit.Action, op security.FileOp, paths ...strin
 	return a
 }
 
+// sessionStart is what a record shows of a session started with an
+// environment (no command): "(new session NAME[, shell SHELL])".
+func sessionStart(name, shell string) string {
+	if shell != "" {
+		return fmt.Sprintf("(new session %s, shell %s)", name, agentapi.ShellQuote(shell))
+	}
+	return fmt.Sprintf("(new session %s)", name)
+}
+
 // judgeAgentCall finds, in a call to the agent proxied by the server, the
-// action it asks for: an exec, session exec or input, process start, file
-// write, move or removal. It reads (and puts back) the JSON body of those
+// action it asks for: an exec, session start (with an environment),
+// session exec or input, process start, file write, move or removal, or
+// the sandbox's environment set (meta); the environment a call carries is
+// judged with its command. It reads (and puts back) the JSON body of those
 // calls; other calls are no action (ok true, a.kind ""). A body that does
 // not decode is a bad request: it is not forwarded.
 func (s *Server) judgeAgentCall(w http.ResponseWriter, r *http.Request, rest string) (act, error) {
@@ -307,13 +396,24 @@ func (s *Server) judgeAgentCall(w http.ResponseWriter, r *http.Request, rest str
 		if err := body(&req); err != nil {
 			return act{}, err
 		}
-		return s.judgeCommand(audit.ActionExec, req.Command, req.Argv), nil
+		return s.judgeCommandEnv(audit.ActionExec, req.Command, req.Argv, req.Env), nil
 	case r.Method == http.MethodPost && p == agentapi.PathProcesses:
 		var req agentapi.ProcessRequest
 		if err := body(&req); err != nil {
 			return act{}, err
 		}
-		return s.judgeCommand(audit.ActionProcess, req.Command, req.Argv), nil
+		return s.judgeCommandEnv(audit.ActionProcess, req.Command, req.Argv, req.Env), nil
+	case r.Method == http.MethodPost && p == agentapi.PathSessions:
+		var req agentapi.SessionCreateRequest
+		if err := body(&req); err != nil {
+			return act{}, err
+		}
+		if len(req.Env) == 0 {
+			return act{}, nil // a shell with the sandbox's environment: nothing to judge
+		}
+		es := s.analyzer.Env(req.Env)
+		what := strings.TrimSpace(envWhat(req.Env, es, false) + " " + sessionStart(req.Name, req.Shell))
+		return act{kind: audit.ActionSession, what: what, as: es, answerEnds: true}, nil
 	case r.Method == http.MethodPost && len(seg) == 5 && seg[2] == "sessions" && seg[4] == "exec" && strings.HasPrefix(p, "/api/v1/"):
 		var req agentapi.SessionExecRequest
 		if err := body(&req); err != nil {
@@ -322,7 +422,17 @@ func (s *Server) judgeAgentCall(w http.ResponseWriter, r *http.Request, rest str
 		if req.Command == "" {
 			return act{}, nil // reads more output
 		}
-		return s.judgeCommand(audit.ActionSession, req.Command, nil), nil
+		var env map[string]string // for the shell, if this call starts it
+		if req.Create != nil {
+			env = req.Create.Env
+		}
+		return s.judgeCommandEnv(audit.ActionSession, req.Command, nil, env), nil
+	case r.Method == http.MethodPost && p == agentapi.PathMeta:
+		var req agentapi.MetaRequest
+		if err := body(&req); err != nil {
+			return act{}, err
+		}
+		return s.judgeEnv(req.Env), nil
 	case r.Method == http.MethodPost && len(seg) == 5 && seg[2] == "sessions" && seg[4] == "input" && strings.HasPrefix(p, "/api/v1/"):
 		var req agentapi.SessionInputRequest
 		if err := body(&req); err != nil {

@@ -138,7 +138,7 @@ func (s *Server) handleExec(w http.ResponseWriter, r *http.Request) {
 	var g *guarded
 	if s.policyFor(tenantOf(r), sb) != PolicyOff {
 		var ok bool
-		if g, ok = s.guard(w, r, sb, s.judgeCommand(kind, req.Command, req.Cmd)); !ok {
+		if g, ok = s.guard(w, r, sb, s.judgeCommandEnv(kind, req.Command, req.Cmd, req.Env)); !ok {
 			return
 		}
 	}
