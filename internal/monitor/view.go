@@ -212,6 +212,19 @@ func (f Filter) matches(sb sandbox.Sandbox) bool {
 	return true
 }
 
+// Forget takes sandbox id out of the view at once, with its "removed"
+// event, when the caller has removed it: Docker's destroy event, which
+// would do the same, may come a moment later, and until then a read of
+// the sandbox would find it still there. Unknown ids are ignored.
+func (m *Monitor) Forget(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e := m.byID[id]; e != nil {
+		m.drop(e)
+		m.emitEntry(e, EventRemoved, "")
+	}
+}
+
 // Touch records API activity on sandbox id (its id, name or unique id
 // prefix): the idle policy counts from the last one. Unknown ids are
 // ignored.

@@ -48,6 +48,8 @@ func (v *fakeView) put(sb sandbox.Sandbox) {
 	v.sandboxes[sb.ID] = sb
 }
 
+func (v *fakeView) Forget(id string) { v.del(id) }
+
 func (v *fakeView) del(id string) {
 	v.mu.Lock()
 	delete(v.sandboxes, id)

@@ -321,6 +321,7 @@ func (s *Server) handleRemove(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	s.view.Forget(sb.ID)
 	s.agents.forget(sb.ID)
 	s.quota.forget(sb.ID)
 	w.WriteHeader(http.StatusNoContent)

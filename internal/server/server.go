@@ -34,6 +34,9 @@ type View interface {
 	Subscribe(ctx context.Context) <-chan monitor.Event // closed when ctx ends
 	Publish(e monitor.Event)
 	Touch(id string)
+	// Forget drops a sandbox the server has removed, before Docker's
+	// event says so.
+	Forget(id string)
 }
 
 // DefaultAddr is where berth serve listens unless told otherwise.
