@@ -11,8 +11,7 @@ package termline
 type Editor struct {
 	buf      []byte
 	overflow bool
-	esc      int
-	seqLen   int
+	esc      escSeq
 }
 
 // Action is what a typed byte asks of the relay.
@@ -31,12 +30,12 @@ const (
 
 // Feed takes one typed byte.
 func (e *Editor) Feed(c byte) Action {
-	if e.esc != escNone {
+	if e.esc.active() {
 		if c >= 0x20 {
-			e.escape(c)
+			e.esc.feed(c) // dropped, whatever it is
 			return Keep
 		}
-		e.esc = escNone // a control byte ends the sequence and is a key of its own
+		e.esc.cancel() // a control byte ends the sequence and is a key of its own
 	}
 	switch {
 	case c == keyCR || c == keyLF:
@@ -55,7 +54,7 @@ func (e *Editor) Feed(c byte) Action {
 	case c == keyCtrlW:
 		e.buf = dropWord(e.buf)
 	case c == keyEsc:
-		e.esc, e.seqLen = escStart, 0
+		e.esc.start()
 	case c < 0x20:
 		// Tab, Ctrl-O, Ctrl-R, Ctrl-V...: dropped.
 	default:
@@ -68,29 +67,6 @@ func (e *Editor) Feed(c byte) Action {
 	return Keep
 }
 
-// escape drops the bytes of an escape sequence: CSI (ESC [ ... final),
-// SS3 (ESC O x) or a Meta key (ESC x).
-func (e *Editor) escape(c byte) {
-	e.seqLen++
-	switch e.esc {
-	case escStart:
-		switch c {
-		case '[':
-			e.esc = escCSI
-		case 'O':
-			e.esc = escSS3
-		default:
-			e.esc = escNone
-		}
-	case escSS3:
-		e.esc = escNone
-	case escCSI:
-		if c >= 0x40 && c <= 0x7e || e.seqLen > 32 {
-			e.esc = escNone
-		}
-	}
-}
-
 // Text is the line typed so far.
 func (e *Editor) Text() string { return string(e.buf) }
 
@@ -101,5 +77,5 @@ func (e *Editor) Overflow() bool { return e.overflow }
 // Reset starts a new line.
 func (e *Editor) Reset() {
 	e.buf, e.overflow = e.buf[:0], false
-	e.esc, e.seqLen = escNone, 0
+	e.esc.cancel()
 }

@@ -39,20 +39,61 @@ const (
 	pasteEnd   = "[201~"
 )
 
-// escape states
+// escSeq follows an escape sequence, from the byte after ESC to its end:
+// CSI (ESC [ parameters, then a final byte), SS3 (ESC O x) or a Meta key
+// (ESC x). The zero value follows none.
+type escSeq struct {
+	state int
+	seq   []byte // the sequence so far, after ESC
+}
+
 const (
 	escNone = iota
 	escStart
-	escCSI // ESC [ params... final
-	escSS3 // ESC O x
+	escCSI
+	escSS3
 )
+
+func (e *escSeq) active() bool { return e.state != escNone }
+func (e *escSeq) start()       { e.state, e.seq = escStart, e.seq[:0] }
+func (e *escSeq) cancel()      { e.state, e.seq = escNone, e.seq[:0] }
+
+// feed takes the next byte of the sequence (0x20 or above: a control byte
+// ends a sequence and is a key of its own; cancel it then). It reports
+// whether the sequence ended, and whether it was a bracketed paste mark,
+// which edits nothing.
+func (e *escSeq) feed(c byte) (ended, pasteMark bool) {
+	e.seq = append(e.seq, c)
+	switch e.state {
+	case escStart:
+		switch c {
+		case '[':
+			e.state = escCSI
+		case 'O':
+			e.state = escSS3
+		default:
+			e.state = escNone // a Meta key: Alt-b, Alt-f, Alt-d, Alt-. ...
+		}
+	case escSS3:
+		e.state = escNone // arrows and Home/End on some terminals
+	case escCSI:
+		if c >= 0x40 && c <= 0x7e {
+			e.state = escNone
+			s := string(e.seq)
+			return true, s == pasteStart || s == pasteEnd
+		}
+		if len(e.seq) > 32 {
+			e.state = escNone
+		}
+	}
+	return e.state == escNone, false
+}
 
 // A Line is the line being typed. The zero value is an empty line.
 type Line struct {
 	buf    []byte
 	unsure bool
-	esc    int
-	seq    []byte // the escape sequence so far, after ESC
+	esc    escSeq
 }
 
 // Key is what a byte did to the line.
@@ -71,14 +112,18 @@ const (
 
 // Feed takes one typed byte and says what it did.
 func (l *Line) Feed(c byte) Key {
-	if l.esc != escNone {
+	if l.esc.active() {
 		if c >= 0x20 {
-			l.escape(c)
+			// Only the bracketed paste marks leave the line sure.
+			if ended, paste := l.esc.feed(c); ended && !paste {
+				l.unsure = true
+			}
 			return Edit
 		}
 		// A control byte ends the sequence (the shell may take it so too)
 		// and is a key of its own.
-		l.esc, l.unsure = escNone, true
+		l.esc.cancel()
+		l.unsure = true
 	}
 	switch {
 	case c == keyCR || c == keyLF:
@@ -103,7 +148,7 @@ func (l *Line) Feed(c byte) Key {
 	case c == keyCtrlL:
 		// Redraws the screen; the line is kept.
 	case c == keyEsc:
-		l.esc, l.seq = escStart, l.seq[:0]
+		l.esc.start()
 	case c < 0x20:
 		// Tab completion, history (Ctrl-P, Ctrl-R), cursor moves (Ctrl-A,
 		// Ctrl-B), kill and yank (Ctrl-K, Ctrl-Y), quoted insert (Ctrl-V)...
@@ -116,36 +161,6 @@ func (l *Line) Feed(c byte) Key {
 		l.buf = append(l.buf, c)
 	}
 	return Edit
-}
-
-// escape follows an escape sequence: CSI (ESC [ ... final byte), SS3
-// (ESC O x) or a two-byte Meta key. Only the bracketed paste marks leave
-// the line sure.
-func (l *Line) escape(c byte) {
-	l.seq = append(l.seq, c)
-	switch l.esc {
-	case escStart:
-		switch c {
-		case '[':
-			l.esc = escCSI
-		case 'O':
-			l.esc = escSS3
-		default:
-			// Meta-key: Alt-b, Alt-f, Alt-d, Alt-. and friends edit.
-			l.esc, l.unsure = escNone, true
-		}
-	case escSS3:
-		l.esc, l.unsure = escNone, true // arrows and Home/End on some terminals
-	case escCSI:
-		if c >= 0x40 && c <= 0x7e {
-			if s := string(l.seq); s != pasteStart && s != pasteEnd {
-				l.unsure = true
-			}
-			l.esc = escNone
-		} else if len(l.seq) > 32 {
-			l.esc, l.unsure = escNone, true
-		}
-	}
 }
 
 // Text is the line as followed so far.
@@ -163,7 +178,7 @@ func (l *Line) Empty() bool { return len(l.buf) == 0 && !l.unsure }
 // line).
 func (l *Line) Reset() {
 	l.buf, l.unsure = l.buf[:0], false
-	l.esc, l.seq = escNone, l.seq[:0]
+	l.esc.cancel()
 }
 
 // dropRune erases the last character of b.
