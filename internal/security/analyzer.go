@@ -1,6 +1,7 @@
 package security
 
 import (
+	"path"
 	"strings"
 	"sync"
 )
@@ -89,9 +90,18 @@ func (a *Analyzer) Rules() []Rule {
 }
 
 // Command judges a shell command line, as given to bash -c.
-func (a *Analyzer) Command(cmd string) Assessment {
+func (a *Analyzer) Command(cmd string) Assessment { return a.CommandIn(cmd, "") }
+
+// CommandIn judges a shell command line run in directory cwd (absolute;
+// "" when not known), as a persistent shell session runs its next command
+// where the last one left it: rm -rf * in / is rm -rf /*.
+func (a *Analyzer) CommandIn(cmd, cwd string) Assessment {
 	an := a.newRun()
-	an.script(strings.ReplaceAll(cmd, "\x00", ""), newState(), 0)
+	st := newState()
+	if path.IsAbs(cwd) {
+		st.cwd = path.Clean(cwd)
+	}
+	an.script(strings.ReplaceAll(cmd, "\x00", ""), st, 0)
 	an.release()
 	return an.result()
 }

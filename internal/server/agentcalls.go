@@ -65,8 +65,11 @@ type callWatch struct {
 	kind audit.Action
 	// answerEnds: a 2xx answer ends the action (act.answerEnds).
 	answerEnds bool
-	status     int  // the answer's, once known
-	done       bool // the record is completed (or will be, by a follower)
+	// session: the shell session of a session command, whose directory
+	// the exit event tells (act.session).
+	session string
+	status  int  // the answer's, once known
+	done    bool // the record is completed (or will be, by a follower)
 
 	// Exec and session streams: the line being read, and whether it is
 	// too long to be an exit event.
@@ -83,7 +86,7 @@ type callWatch struct {
 // watchCall wraps w for the allowed action g (a) in sb; finish must be
 // called once the proxy returned.
 func (s *Server) watchCall(w http.ResponseWriter, sb sandbox.Sandbox, ag *agent, a act, g *guarded) *callWatch {
-	return &callWatch{ResponseWriter: w, s: s, g: g, sb: sb, ag: ag, kind: a.kind, answerEnds: a.answerEnds, done: g == nil}
+	return &callWatch{ResponseWriter: w, s: s, g: g, sb: sb, ag: ag, kind: a.kind, answerEnds: a.answerEnds, session: a.session, done: g == nil}
 }
 
 func (c *callWatch) WriteHeader(code int) {
@@ -178,6 +181,9 @@ func (c *callWatch) event(line []byte) {
 	var ev agentapi.SessionEvent // an ExecEvent with the session's fields
 	if err := json.Unmarshal(line, &ev); err != nil || ev.Type != agentapi.EventExit || ev.Running {
 		return
+	}
+	if c.session != "" {
+		c.s.sessionCwds.seen(c.sb.ID, c.session, ev.ShellExited, ev.Cwd)
 	}
 	c.exit(ev.ExitCode)
 }

@@ -195,7 +195,7 @@ func (s *Server) handleAgent(w http.ResponseWriter, r *http.Request) {
 			s.servePTY(w, r, sb, ag)
 			return
 		}
-		a, err := s.judgeAgentCall(w, r, rest)
+		a, err := s.judgeAgentCall(w, r, sb.ID, rest)
 		if err != nil {
 			s.writeError(w, r, err)
 			return

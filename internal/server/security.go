@@ -138,6 +138,9 @@ type act struct {
 	// session started, an environment set); a 2xx completes its record
 	// with exit code 0.
 	answerEnds bool
+	// session: the shell session a command runs in, whose directory its
+	// exit event tells.
+	session string
 }
 
 // guarded is an action that was allowed, to complete its record with.
@@ -262,8 +265,14 @@ func newRecordID() string {
 
 // judgeCommand judges an exec: a shell string or an argv.
 func (s *Server) judgeCommand(kind audit.Action, command string, argv []string) act {
+	return s.judgeCommandIn(kind, command, argv, "")
+}
+
+// judgeCommandIn is judgeCommand for a command run in directory cwd ("":
+// not known).
+func (s *Server) judgeCommandIn(kind audit.Action, command string, argv []string, cwd string) act {
 	if command != "" {
-		return act{kind: kind, what: command, as: s.analyzer.Command(command)}
+		return act{kind: kind, what: command, as: s.analyzer.CommandIn(command, cwd)}
 	}
 	return act{kind: kind, what: agentapi.ShellJoin(argv), as: s.analyzer.Argv(argv)}
 }
@@ -274,7 +283,20 @@ func (s *Server) judgeCommand(kind audit.Action, command string, argv []string) 
 // the variables that matched a rule, as NAME=VALUE (the others are left
 // out: environments carry secrets).
 func (s *Server) judgeCommandEnv(kind audit.Action, command string, argv []string, env map[string]string) act {
-	a := s.judgeCommand(kind, command, argv)
+	return s.withEnv(s.judgeCommand(kind, command, argv), env)
+}
+
+// judgeSessionCommand judges command of shell session session in sandbox
+// sandboxID, in the directory its last command left it, with env (the
+// shell's, when this call starts it).
+func (s *Server) judgeSessionCommand(sandboxID, session, command string, env map[string]string) act {
+	a := s.withEnv(s.judgeCommandIn(audit.ActionSession, command, nil, s.sessionCwds.get(sandboxID, session)), env)
+	a.session = session
+	return a
+}
+
+// withEnv adds to a the judgement of the env it runs with.
+func (s *Server) withEnv(a act, env map[string]string) act {
 	if len(env) == 0 {
 		return a
 	}
@@ -367,7 +389,7 @@ func sessionStart(name, shell string) string {
 // judged with its command. It reads (and puts back) the JSON body of those
 // calls; other calls are no action (ok true, a.kind ""). A body that does
 // not decode is a bad request: it is not forwarded.
-func (s *Server) judgeAgentCall(w http.ResponseWriter, r *http.Request, rest string) (act, error) {
+func (s *Server) judgeAgentCall(w http.ResponseWriter, r *http.Request, sandboxID, rest string) (act, error) {
 	p, err := url.PathUnescape(rest)
 	if err != nil {
 		return act{}, badRequestf("agent path %q: %v", rest, err)
@@ -426,7 +448,7 @@ func (s *Server) judgeAgentCall(w http.ResponseWriter, r *http.Request, rest str
 		if req.Create != nil {
 			env = req.Create.Env
 		}
-		return s.judgeCommandEnv(audit.ActionSession, req.Command, nil, env), nil
+		return s.judgeSessionCommand(sandboxID, seg[3], req.Command, env), nil
 	case r.Method == http.MethodPost && p == agentapi.PathMeta:
 		var req agentapi.MetaRequest
 		if err := body(&req); err != nil {

@@ -149,9 +149,11 @@ type Server struct {
 	// termAnalyzer judges lines typed into terminals: analyzer's rules
 	// and security.TerminalRules.
 	termAnalyzer *security.Analyzer
-	approvals    *approvals
-	handler      http.Handler
-	mux          *http.ServeMux
+	// sessionCwds is where shell sessions' last commands left them.
+	sessionCwds sessionCwds
+	approvals   *approvals
+	handler     http.Handler
+	mux         *http.ServeMux
 
 	// streams ends when a shutdown begins: event streams and log follows
 	// close then; execs run on until the shutdown deadline.

@@ -131,14 +131,18 @@ func (s *Server) handleExec(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	kind := audit.ActionExec
-	if req.Session != "" {
-		kind = audit.ActionSession
-	}
 	var g *guarded
 	if s.policyFor(tenantOf(r), sb) != PolicyOff {
+		a := s.judgeCommandEnv(audit.ActionExec, req.Command, req.Cmd, req.Env)
+		if req.Session != "" {
+			command := req.Command
+			if command == "" {
+				command = agentapi.ShellJoin(req.Cmd)
+			}
+			a = s.judgeSessionCommand(sb.ID, req.Session, command, req.Env)
+		}
 		var ok bool
-		if g, ok = s.guard(w, r, sb, s.judgeCommandEnv(kind, req.Command, req.Cmd, req.Env)); !ok {
+		if g, ok = s.guard(w, r, sb, a); !ok {
 			return
 		}
 	}
@@ -165,7 +169,13 @@ func (s *Server) handleExec(w http.ResponseWriter, r *http.Request) {
 		}
 		_, err = ag.client.SessionExec(ctx, req.Session, agentapi.SessionExecRequest{
 			Command: command, TimeoutMS: req.TimeoutMS, NoOutputTimeoutMS: req.NoOutputTimeoutMS, MaxOutputBytes: req.MaxOutputBytes,
-		}, func(ev agentapi.SessionEvent) error { onExit(ev.ExecEvent, ev.Running); return send(ev.Type, ev) })
+		}, func(ev agentapi.SessionEvent) error {
+			if ev.Type == agentapi.EventExit && !ev.Running {
+				s.sessionCwds.seen(sb.ID, req.Session, ev.ShellExited, ev.Cwd)
+			}
+			onExit(ev.ExecEvent, ev.Running)
+			return send(ev.Type, ev)
+		})
 	} else {
 		_, err = ag.client.Exec(ctx, agentapi.ExecRequest{
 			Argv: req.Cmd, Command: req.Command, Cwd: req.Cwd, Env: req.Env, Stdin: req.Stdin,
