@@ -110,3 +110,28 @@ func TestSecurityPTYEndToEnd(t *testing.T) {
 		}
 	}
 }
+
+// Against a real session through a real server under deny: after `cd /`,
+// `rm -rf *` is refused, and what it would have deleted first survives.
+func TestSecuritySessionDirectoryEndToEnd(t *testing.T) {
+	c := newCLI(t)
+	c.addConfig("[security]\npolicy = \"deny\"\n")
+	srv := startServer(t, c, buildBerth(t, t.TempDir()))
+	t.Setenv("BERTH_HOST", "http://"+srv.addr)
+	id := strings.TrimSpace(c.ok("create", "--label", dockertest.Label+"="+env.RunID))
+	t.Cleanup(func() { c.run("--host", "", "rm", "-f", id) })
+	c.ok("exec", id, "--", "sh", "-c", "touch /workspace/keep")
+	if out := c.ok("exec", "--session", "s", id, "--", "cd / && pwd"); out != "/\n" {
+		t.Fatalf("cd / in the session: %q", out)
+	}
+	_, errs, code := c.run("exec", "--session", "s", id, "--", "rm -rf *")
+	if code == 0 || !strings.Contains(errs, "rm-root") {
+		t.Errorf("rm -rf * after cd /: exit %d, %q; want a refusal naming rm-root", code, errs)
+	}
+	if out := c.ok("exec", id, "--", "ls", "/workspace"); out != "keep\n" {
+		t.Errorf("/workspace holds %q: the refused command ran", out)
+	}
+	// In the workdir the same command is fine.
+	c.ok("exec", "--session", "s", id, "--", "cd /workspace && mkdir -p build && cd build && touch x")
+	c.ok("exec", "--session", "s", id, "--", "rm -rf *")
+}

@@ -543,7 +543,15 @@ func (s *session) cwd() string {
 	if s.isDead() {
 		return ""
 	}
-	d, err := os.Readlink("/proc/" + strconv.Itoa(s.shell.pid) + "/cwd")
+	// As the user: reading another process's cwd is a ptrace-mode check
+	// made with the file system uid, and the agent's root lacks
+	// CAP_SYS_PTRACE (it was always "" in a real sandbox).
+	var d string
+	err := s.t.srv.asUser(func() error {
+		var err error
+		d, err = os.Readlink("/proc/" + strconv.Itoa(s.shell.pid) + "/cwd")
+		return err
+	})
 	if err != nil {
 		return ""
 	}
