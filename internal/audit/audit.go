@@ -82,6 +82,9 @@ type Query struct {
 	Sandbox string
 	Since   time.Time // records at or after
 	Limit   int       // the newest Limit records; 0 = all
+	// Tail reads only the last Tail bytes of the trail (from the first
+	// whole line in them); 0 = all of it.
+	Tail int64
 }
 
 // LazySync is how long a record appended with AppendLazy may stay
@@ -277,9 +280,22 @@ func ReadFile(path string, q Query, log *slog.Logger) ([]Record, error) {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
 	defer f.Close()
+	var in io.Reader = f
+	if q.Tail > 0 {
+		if st, err := f.Stat(); err == nil && st.Size() > q.Tail {
+			if _, err := f.Seek(st.Size()-q.Tail, io.SeekStart); err != nil {
+				return nil, fmt.Errorf("audit: %s: %w", path, err)
+			}
+			br := bufio.NewReader(f)
+			if _, err := br.ReadBytes('\n'); err != nil { // the cut line
+				return nil, nil
+			}
+			in = br
+		}
+	}
 	var out []Record
 	index := map[string]int{}
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	line := 0
 	for sc.Scan() {

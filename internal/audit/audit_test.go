@@ -307,3 +307,32 @@ func TestWhatCut(t *testing.T) {
 		t.Errorf("cut What: %d bytes, ends %q", len(w), w[len(w)-8:])
 	}
 }
+
+// Tail reads only the end of the trail, from its first whole line.
+func TestQueryTail(t *testing.T) {
+	tr := openT(t, filepath.Join(t.TempDir(), "audit.jsonl"))
+	for i := range 100 {
+		if err := tr.Append(Record{ID: fmt.Sprint(i), What: strings.Repeat("x", 100)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := tr.Query(Query{})
+	if err != nil || len(all) != 100 {
+		t.Fatalf("all: %d %v", len(all), err)
+	}
+	tail, err := tr.Query(Query{Tail: 2000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tail) == 0 || len(tail) >= 20 || tail[len(tail)-1].ID != "99" {
+		t.Fatalf("tail of 2000 bytes: %d records, last %+v", len(tail), tail[len(tail)-1])
+	}
+	for _, r := range tail {
+		if r.What != strings.Repeat("x", 100) {
+			t.Fatalf("a cut record: %+v", r)
+		}
+	}
+	if big, _ := tr.Query(Query{Tail: 1 << 30}); len(big) != 100 {
+		t.Errorf("a tail longer than the trail: %d records", len(big))
+	}
+}

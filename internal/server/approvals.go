@@ -142,6 +142,10 @@ func (s *Server) handleApprove(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// stalePendingTail is how much of the trail's end a starting server reads
+// for actions left pending.
+const stalePendingTail = 8 << 20
+
 // endStalePending completes, as timed out, the actions the trail shows
 // still pending: they waited for approval in a server that is gone (pending
 // actions live in its memory), and its caller was refused when it went.
@@ -149,7 +153,9 @@ func (s *Server) endStalePending() {
 	if s.opts.Audit == nil {
 		return
 	}
-	recs, err := s.opts.Audit.Query(audit.Query{})
+	// An action waits at most its approval timeout: its records are near
+	// the end, and a server's start does not read a long trail whole.
+	recs, err := s.opts.Audit.Query(audit.Query{Tail: stalePendingTail})
 	if err != nil {
 		s.log.Warn("audit trail: cannot look for actions left pending", "err", err)
 		return
