@@ -90,12 +90,9 @@ func (s *Server) servePTY(w http.ResponseWriter, r *http.Request, sb sandbox.San
 	}()
 	policy := s.policyFor(t, sb)
 	in := &ptyInput{s: s, t: t, sb: sb, up: up, down: down, strict: policy == PolicyDeny || policy == PolicyConfirm}
-	err = in.relay(ctx)
-	if err != nil && ctx.Err() == nil {
-		// The client went away: the agent kills the shell when its
-		// websocket closes.
-		_ = up.Close(websocket.StatusGoingAway, "client gone")
-	}
+	// When the client goes away, the agent's websocket is closed (the
+	// deferred CloseNow) and the agent kills the shell.
+	_ = in.relay(ctx, cancel)
 	cancel()
 	wg.Wait()
 }
@@ -144,30 +141,55 @@ type ptyInput struct {
 	carry string
 }
 
+// ptyMessage is one message of a terminal's client.
+type ptyMessage struct {
+	typ  websocket.MessageType
+	data []byte
+}
+
 // relay reads the client's messages until it goes away: text messages
 // (resize) pass as they are, terminal bytes through the line editor or
-// follower.
-func (in *ptyInput) relay(ctx context.Context) error {
-	for {
-		typ, data, err := in.down.Read(ctx)
-		if err != nil {
-			return err
-		}
-		if typ == websocket.MessageText {
-			if err := in.up.Write(ctx, typ, data); err != nil {
-				return err
+// follower. The client is read on its own goroutine, a few messages
+// ahead, so that while a line waits for approval its pings are answered
+// and its going away is seen: cancel then ends the wait (the line is
+// refused) and the terminal.
+func (in *ptyInput) relay(ctx context.Context, cancel context.CancelFunc) error {
+	msgs := make(chan ptyMessage, 16)
+	var readErr error
+	go func() {
+		defer close(msgs)
+		for {
+			typ, data, err := in.down.Read(ctx)
+			if err != nil {
+				readErr = err
+				cancel()
+				return
 			}
-			continue
+			select {
+			case msgs <- ptyMessage{typ, data}:
+			case <-ctx.Done():
+				return
+			}
 		}
-		if in.strict {
-			err = in.edited(ctx, data)
-		} else {
-			err = in.followed(ctx, data)
+	}()
+	for m := range msgs {
+		var err error
+		switch {
+		case m.typ == websocket.MessageText:
+			err = in.up.Write(ctx, m.typ, m.data)
+		case in.strict:
+			err = in.edited(ctx, m.data)
+		default:
+			err = in.followed(ctx, m.data)
 		}
 		if err != nil {
+			cancel()
+			for range msgs { // the reader ends with ctx
+			}
 			return err
 		}
 	}
+	return readErr // set before msgs was closed
 }
 
 // edited takes data key by key into the line editor: the shell gets a

@@ -395,3 +395,46 @@ func TestPTYAndCreateEnv(t *testing.T) {
 	}
 	_ = ws.Close(websocket.StatusNormalClosure, "")
 }
+
+// A client that goes away while its line waits for approval is seen at
+// once: the wait ends, refused, and the terminal closes.
+func TestPTYConfirmClientGone(t *testing.T) {
+	cfg := twoTenants()
+	cfg.Security = SecurityConfig{Policy: PolicyConfirm, ApprovalTimeout: time.Minute}
+	h, trail, ft := newPTYHarness(t, cfg)
+	sb := h.create(h.client(aliceToken), client.CreateRequest{})
+	tm := dialTerm(t, h, sb.ID, nil)
+	ca := h.client(aliceToken)
+	tm.typeKeys("rm -rf /\r")
+	p := waitApproval(t, ca)
+	_ = tm.ws.CloseNow()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		list, err := ca.Approvals(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the approval still waits after its client went away")
+		}
+		time.Sleep(5 * time.Millisecond) // polling the server's approvals
+	}
+	for {
+		recs := records(t, trail, audit.Query{})
+		if len(recs) == 1 && recs[0].ID == p.ID && recs[0].Decision == audit.TimedOut {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("records %+v", recs)
+		}
+		time.Sleep(5 * time.Millisecond) // polling the trail
+	}
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	if len(ft.typed) != 0 {
+		t.Errorf("the shell got %q", ft.typed)
+	}
+}
