@@ -37,6 +37,7 @@ func FuzzCommand(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in string) {
 		as := timed(t, in, func() Assessment { return a.Command(in) })
 		check(t, in, as)
+		check(t, in, timed(t, in, func() Assessment { return a.CommandIn(in, "/") }))
 		argv := strings.Fields(in)
 		check(t, in, timed(t, in, func() Assessment { return a.Argv(argv) }))
 		for _, op := range []FileOp{FileWrite, FileMove, FileRemove} {
