@@ -76,7 +76,13 @@ type entry struct {
 	retryAt      time.Time       // a failed policy action is retried from then
 	enriched     bool            // built from (or completed by) an inspect: Key is known
 	answered     bool            // the agent passed a health check since the last start
+	changedAt    time.Time       // when the view last added it or changed its state
 }
+
+// listLag is how long after a change the view trusts it over a container
+// list: the engine serves lists from a copy of its state that can lag its
+// events (a list taken just after an unpause may still say paused).
+const listLag = 2 * time.Second
 
 // settle recomputes Status and Reason from the Docker state and the health
 // verdict.
@@ -346,8 +352,12 @@ func (m *Monitor) applyList(items []container.Summary, publish bool) {
 			}
 			continue
 		}
-		// Known: the list is newer on the state; the rest of the record
-		// (from an inspect, maybe) stays.
+		// Known: the list is newer on the state, unless the view changed
+		// it a moment ago (a re-list only repairs missed events); the rest
+		// of the record (from an inspect, maybe) stays.
+		if publish && now.Sub(e.changedAt) < listLag {
+			continue
+		}
 		if rec.State == stateExited && e.sb.State != stateExited {
 			e.sb.ExitCode = rec.ExitCode
 		}
@@ -356,7 +366,7 @@ func (m *Monitor) applyList(items []container.Summary, publish bool) {
 		}
 	}
 	for id, e := range m.byID {
-		if !seen[id] {
+		if !seen[id] && !(publish && now.Sub(e.changedAt) < listLag) {
 			m.drop(e)
 			if publish {
 				m.emitEntry(e, EventRemoved, "")
@@ -375,7 +385,7 @@ func (m *Monitor) add(rec sandbox.Sandbox, now, startedAt time.Time) *entry {
 	if startedAt.IsZero() {
 		startedAt = rec.CreatedAt
 	}
-	e := &entry{sb: rec, startedAt: startedAt, runningSince: startedAt, active: now}
+	e := &entry{sb: rec, startedAt: startedAt, runningSince: startedAt, active: now, changedAt: m.opts.Now()}
 	e.settle()
 	m.byID[rec.ID] = e
 	m.poke()
@@ -400,6 +410,7 @@ func (m *Monitor) transition(e *entry, state string, at time.Time) (typ, reason 
 	}
 	e.sb.State = state
 	e.gen++
+	e.changedAt = m.opts.Now()
 	e.failures = 0
 	e.unhealthy = ""
 	m.poke()
