@@ -383,20 +383,28 @@ func ptyKillSession(p *process) {
 	}
 }
 
+// Fields of a /proc/PID/stat line after its comm, from 0: the state, the
+// parent, the process group, the session.
+const (
+	statState   = 0
+	statGroup   = 2
+	statSession = 3
+)
+
 // ptySessionMembers lists the processes whose session id is sid, from /proc.
 func ptySessionMembers(sid int) []int {
-	return procMembers(sid, ptyStatSession)
+	return procMembers(sid, statSession)
 }
 
 // groupMembers lists the processes whose process group id is pgid, from
 // /proc.
 func groupMembers(pgid int) []int {
-	return procMembers(pgid, procStatGroup)
+	return procMembers(pgid, statGroup)
 }
 
 // procMembers lists the live (not zombie) processes other than id whose
-// /proc/PID/stat field, read by field, is id.
-func procMembers(id int, field func([]byte) (int, bool)) []int {
+// /proc/PID/stat field n is id.
+func procMembers(id, n int) []int {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
@@ -411,43 +419,33 @@ func procMembers(id int, field func([]byte) (int, bool)) []int {
 		if err != nil {
 			continue
 		}
-		if v, ok := field(data); ok && v == id && !procStatZombie(data) {
+		f := procStatFields(data)
+		if v, ok := procStatInt(f, n); ok && v == id && f[statState] != "Z" && f[statState] != "X" {
 			out = append(out, pid)
 		}
 	}
 	return out
 }
 
-// ptyStatSession reads the session id from a /proc/PID/stat line:
-// "pid (comm) state ppid pgrp session ...", where comm may hold spaces
-// and parentheses.
-func ptyStatSession(stat []byte) (int, bool) { return procStatField(stat, 3) }
+// ptyStatSession reads the session id from a /proc/PID/stat line.
+func ptyStatSession(stat []byte) (int, bool) { return procStatInt(procStatFields(stat), statSession) }
 
-// procStatGroup reads the process group id from a /proc/PID/stat line.
-func procStatGroup(stat []byte) (int, bool) { return procStatField(stat, 2) }
-
-// procStatZombie reports whether a /proc/PID/stat line is of a process
-// that has exited and waits to be reaped.
-func procStatZombie(stat []byte) bool {
+// procStatFields splits a /proc/PID/stat line, "pid (comm) state ppid pgrp
+// session ...", after its comm, which may hold spaces and parentheses;
+// nil when the line has none.
+func procStatFields(stat []byte) []string {
 	i := strings.LastIndexByte(string(stat), ')')
 	if i < 0 {
-		return false
+		return nil
 	}
-	f := strings.Fields(string(stat[i+1:]))
-	return len(f) > 0 && (f[0] == "Z" || f[0] == "X")
+	return strings.Fields(string(stat[i+1:]))
 }
 
-// procStatField reads the n-th number after the comm field of a
-// /proc/PID/stat line (0 is the state).
-func procStatField(stat []byte, n int) (int, bool) {
-	i := strings.LastIndexByte(string(stat), ')')
-	if i < 0 {
+// procStatInt reads field n of fields as a number.
+func procStatInt(fields []string, n int) (int, bool) {
+	if len(fields) <= n {
 		return 0, false
 	}
-	f := strings.Fields(string(stat[i+1:]))
-	if len(f) <= n {
-		return 0, false
-	}
-	v, err := strconv.Atoi(f[n])
+	v, err := strconv.Atoi(fields[n])
 	return v, err == nil
 }
